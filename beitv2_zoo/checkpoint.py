@@ -1,0 +1,207 @@
+"""Read a checkpoint file safely, detect its layout, adapt it to a model and load it strictly.
+
+Three layouts are recognised automatically:
+
+* ``mmpretrain``: ``{'meta', 'state_dict': {'backbone.layers.0.ln1.weight', 'head.fc.weight', …}}``
+* ``official`` (microsoft/unilm): ``{'model' | 'module': {'blocks.0.norm1.weight', …, 'relative_position_index'}}``
+* ``timm``: a flat ``{'blocks.0.norm1.weight', …}`` in ``.safetensors`` or ``.pth``
+
+and converted to the canonical (official) key names by :mod:`beitv2_zoo.convert`.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .convert import StateDict, drop_index_buffers, mmpretrain_to_canonical
+from .errors import CheckpointError, CheckpointMismatchError
+from .layers import resize_rel_pos_bias_table
+from .safe_pickle import load_pickle_checkpoint
+
+logger = logging.getLogger(__name__)
+
+_WRAPPER_KEYS = ("state_dict", "model", "module")
+_SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint converted to canonical keys.
+
+    Attributes:
+        state_dict: canonical tensors.
+        layout: ``'mmpretrain'``, ``'official'`` or ``'timm'``.
+        path: the file it was read from.
+        classes: class names stored in the file (mmpretrain ``meta.dataset_meta``), if any.
+        metadata: string metadata of a safetensors file.
+    """
+
+    state_dict: StateDict
+    layout: str
+    path: Path
+    classes: tuple[str, ...] | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Read ``path`` (``.safetensors`` or a PyTorch pickle) without executing anything from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file {path} does not exist")
+    if _is_safetensors(path):
+        raw, metadata = _read_safetensors(path), _safetensors_metadata(path)
+    else:
+        raw, metadata = load_pickle_checkpoint(path), {}
+    state_dict, layout = split_layout(raw, path)
+    return Checkpoint(state_dict, layout, path, _classes_from_meta(raw), metadata)
+
+
+def _is_safetensors(path: Path) -> bool:
+    if path.suffix == ".safetensors":
+        return True
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    # a safetensors file starts with a little-endian u64 header length followed by '{'
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path}: cannot read the safetensors file ({error}); it is probably truncated") from None
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return dict(handle.metadata() or {})
+
+
+def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, str]:
+    """Unwrap a loaded checkpoint object and convert it to canonical keys.
+
+    Returns:
+        ``(canonical state dict, layout name)``.
+    """
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(raw).__name__}")
+    tensors = raw
+    for wrapper in _WRAPPER_KEYS:
+        if isinstance(raw.get(wrapper), dict):
+            tensors = raw[wrapper]
+            break
+    tensors = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors (top-level keys: {sorted(map(str, raw))[:10]})")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    if any(k.startswith("backbone.") for k in tensors):
+        return mmpretrain_to_canonical(tensors), "mmpretrain"
+    layout = "official" if any(k.endswith("relative_position_index") for k in tensors) else "timm"
+    return drop_index_buffers(tensors), layout
+
+
+def _classes_from_meta(raw: Any) -> tuple[str, ...] | None:
+    meta = raw.get("meta") if isinstance(raw, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    dataset_meta = meta.get("dataset_meta")
+    classes = dataset_meta.get("classes") if isinstance(dataset_meta, dict) else meta.get("CLASSES")
+    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
+        return tuple(classes)
+    return None
+
+
+# ---------------------------------------------------------------- adaptation
+def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> StateDict:
+    """Fit a canonical state dict to ``model``'s configuration.
+
+    * a shared relative position table is copied into each block when the model has
+      per-block tables (the official fine-tuning rule);
+    * relative position tables and ``pos_embed`` are resized to the model's grid;
+    * the classification head is dropped (and logged) when its size differs from the model's.
+    """
+    target = model.state_dict()
+    adapted = dict(state_dict)
+
+    block_tables = [k for k in target if k.startswith("blocks.") and k.endswith("relative_position_bias_table")]
+    if block_tables and _SHARED_TABLE in adapted and _SHARED_TABLE not in target:
+        shared = adapted.pop(_SHARED_TABLE)
+        for key in block_tables:
+            adapted.setdefault(key, shared.clone())
+        logger.info("copied the shared relative position bias into %d blocks", len(block_tables))
+
+    for key, value in list(adapted.items()):
+        if key not in target or target[key].shape == value.shape:
+            continue
+        if key.endswith("relative_position_bias_table"):
+            window = _window_of(model, key)
+            adapted[key] = resize_rel_pos_bias_table(value, window)
+        elif key == "pos_embed":
+            adapted[key] = resize_pos_embed(value, target[key].shape[1] - 1)
+
+    head_shapes = {k: adapted[k].shape for k in ("head.weight", "head.bias") if k in adapted}
+    if head_shapes and any(k not in target or target[k].shape != s for k, s in head_shapes.items()):
+        for key in head_shapes:
+            del adapted[key]
+        wanted = target["head.weight"].shape[0] if "head.weight" in target else 0
+        logger.info(
+            "dropped the checkpoint's %d-class head: the model has num_classes=%d; the new head is randomly initialised",
+            head_shapes["head.weight"][0] if "head.weight" in head_shapes else -1,
+            wanted,
+        )
+    return adapted
+
+
+def _window_of(model: nn.Module, table_key: str) -> tuple[int, int]:
+    owner = model.get_submodule(table_key.rsplit(".", 1)[0]) if "." in table_key else model
+    window = getattr(owner, "window_size", None)
+    if window is None:
+        raise CheckpointMismatchError(f"cannot find the window size that {table_key} belongs to")
+    return tuple(window)
+
+
+def resize_pos_embed(pos_embed: torch.Tensor, num_patches: int, num_prefix_tokens: int = 1) -> torch.Tensor:
+    """Bicubically resize an absolute position embedding ``[1, P + n, D]`` to ``[1, num_patches + n, D]``."""
+    prefix, grid = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    old_side, new_side = int(grid.shape[1] ** 0.5), int(num_patches**0.5)
+    grid = grid.reshape(1, old_side, old_side, -1).permute(0, 3, 1, 2).float()
+    grid = nn.functional.interpolate(grid, size=(new_side, new_side), mode="bicubic", align_corners=False)
+    grid = grid.permute(0, 2, 3, 1).reshape(1, new_side * new_side, -1).to(pos_embed.dtype)
+    return torch.cat([prefix, grid], dim=1)
+
+
+# ---------------------------------------------------------------- strict load
+def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str = "checkpoint") -> None:
+    """Adapt and load ``state_dict`` into ``model``; any missing, unexpected or misshapen key raises one error."""
+    adapted = adapt_state_dict(state_dict, model)
+    target = model.state_dict()
+    missing = sorted(set(target) - set(adapted))
+    unexpected = sorted(set(adapted) - set(target))
+    misshapen = sorted(
+        f"{k}: checkpoint {list(adapted[k].shape)} vs model {list(target[k].shape)}"
+        for k in set(target) & set(adapted)
+        if adapted[k].shape != target[k].shape
+    )
+    if missing or unexpected or misshapen:
+        raise CheckpointMismatchError(_mismatch_report(source, missing, unexpected, misshapen))
+    model.load_state_dict(adapted, strict=True)
+
+
+def _mismatch_report(source: str, missing: list[str], unexpected: list[str], misshapen: list[str]) -> str:
+    lines = [f"{source} does not fit this model; is it a checkpoint for another architecture or model name?"]
+    for title, keys in (("missing from the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
+                        ("wrong shape", misshapen)):
+        if keys:
+            shown = keys if len(keys) <= 25 else keys[:25] + [f"… and {len(keys) - 25} more"]
+            lines.append(f"{len(keys)} {title}:\n  " + "\n  ".join(shown))
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""Typed errors. Each message says what went wrong and what to do next."""
+
+
+class BeitZooError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class UnknownModelError(BeitZooError, ValueError):
+    """A model name that is not registered; the message lists the closest names."""
+
+
+class ModelConfigError(BeitZooError, ValueError):
+    """An argument that cannot build a model (``num_classes <= 0``, an ``img_size`` off the patch grid, …)."""
+
+
+class ImageLoadError(BeitZooError, OSError):
+    """An input image that does not exist, cannot be decoded, or is not an image at all."""
+
+
+class CheckpointError(BeitZooError, RuntimeError):
+    """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint)."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle that would call code (``os.system``, ``eval``, …) while loading; nothing was run."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """A checkpoint whose keys or shapes do not fit the model; the message lists every difference."""
+
+
+class WeightsDownloadError(BeitZooError, OSError):
+    """Weights that could not be fetched; the message names the URL, the cache path and ``--weights PATH``."""
+
+
+class HashMismatchError(WeightsDownloadError):
+    """A downloaded or cached file whose sha256 differs from the record; the bad file has been deleted."""

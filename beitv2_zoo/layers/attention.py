@@ -1,0 +1,80 @@
+"""Multi-head self-attention with BEiT's q/v biases and relative position bias."""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .rel_pos import gather_bias, num_relative_distances, relative_position_index
+
+
+class Attention(nn.Module):
+    """Self-attention computed by ``scaled_dot_product_attention``.
+
+    ``qkv`` has no bias of its own: ``q_bias`` and ``v_bias`` are separate parameters
+    and the key bias is zero, as in BEiT. Relative position biases (this layer's own
+    table and/or a bias shared across layers) enter as the additive attention mask.
+
+    Args:
+        dim: token width ``D``.
+        num_heads: heads ``H``; ``D`` must be divisible by it.
+        window_size: patch grid ``(Wh, Ww)`` for a per-layer bias table; ``None`` for none.
+        qv_bias: learn the q and v biases.
+        attn_drop: dropout on attention weights while training.
+        proj_drop: dropout after the output projection while training.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: tuple[int, int] | None = None,
+        qv_bias: bool = True,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3, bias=False)
+        if qv_bias:
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        if window_size is not None:
+            self.window_size = tuple(window_size)
+            self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distances(self.window_size), num_heads))
+            self.register_buffer("relative_position_index", relative_position_index(self.window_size), persistent=False)
+        else:
+            self.window_size = None
+            self.relative_position_bias_table = None
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def qkv_bias(self) -> torch.Tensor | None:
+        """The fused ``[3D]`` bias ``(q_bias, 0, v_bias)``, or ``None``."""
+        if self.q_bias is None:
+            return None
+        return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
+
+    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
+        batch, length, dim = x.shape
+        qkv = F.linear(x, self.qkv.weight, self.qkv_bias())
+        q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+
+        bias = shared_bias
+        if self.relative_position_bias_table is not None:
+            own = gather_bias(self.relative_position_bias_table, self.relative_position_index)
+            bias = own if bias is None else bias + own
+        if bias is not None:
+            bias = bias.to(q.dtype)
+
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        x = x.transpose(1, 2).reshape(batch, length, dim)
+        return self.proj_drop(self.proj(x))

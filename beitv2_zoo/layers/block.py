@@ -1,0 +1,56 @@
+"""One pre-norm transformer block with BEiT's layer scale."""
+
+import torch
+from torch import nn
+
+from .attention import Attention
+from .drop_path import DropPath
+from .mlp import Mlp
+
+
+class Block(nn.Module):
+    """``x + γ₁·Attn(LN(x))`` then ``x + γ₂·MLP(LN(x))``, each branch with stochastic depth.
+
+    Args:
+        dim: token width ``D``.
+        num_heads: attention heads.
+        mlp_ratio: MLP width as a multiple of ``D``.
+        drop_path: stochastic depth probability of this block.
+        init_values: initial layer-scale value; ``None`` or ``0`` disables ``gamma_1/2``.
+        window_size: patch grid for a per-layer relative position table, or ``None``.
+        norm_eps: LayerNorm epsilon (1e-6 in BEiT).
+        attn_drop: attention-weight dropout.
+        proj_drop: dropout after the attention projection.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        drop_path: float = 0.0,
+        init_values: float | None = None,
+        window_size: tuple[int, int] | None = None,
+        norm_eps: float = 1e-6,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, window_size=window_size, attn_drop=attn_drop, proj_drop=proj_drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        if init_values:
+            self.gamma_1 = nn.Parameter(torch.full((dim,), float(init_values)))
+            self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values)))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+
+    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
+        if self.gamma_1 is None:
+            x = x + self.drop_path(self.attn(self.norm1(x), shared_bias))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x), shared_bias))
+        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))

@@ -1,0 +1,127 @@
+"""Relative position bias: index tables, the shared bias module, and table resizing.
+
+A BEiT bias table has one row per relative offset between two patches of a
+``Wh x Ww`` grid, ``(2Wh - 1) * (2Ww - 1)`` rows, plus three rows for the CLS token
+(CLS→patch, patch→CLS, CLS→CLS). Columns are attention heads.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+def num_relative_distances(window_size: tuple[int, int]) -> int:
+    """Rows of a bias table for ``window_size``: ``(2Wh-1)(2Ww-1) + 3``."""
+    return (2 * window_size[0] - 1) * (2 * window_size[1] - 1) + 3
+
+
+def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
+    """Row of the bias table used by every (query, key) pair, CLS token included.
+
+    Returns:
+        ``[N + 1, N + 1]`` int64 with ``N = Wh * Ww``; token 0 is the CLS token.
+    """
+    wh, ww = window_size
+    rows, cols = torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
+    coords = torch.stack([rows.flatten(), cols.flatten()])  # [2, N]
+    delta = coords[:, :, None] - coords[:, None, :]  # [2, N, N]
+    patch_index = (delta[0] + wh - 1) * (2 * ww - 1) + (delta[1] + ww - 1)
+
+    total = num_relative_distances(window_size)
+    index = torch.empty(wh * ww + 1, wh * ww + 1, dtype=torch.long)
+    index[1:, 1:] = patch_index
+    index[0, :] = total - 3  # CLS query → patch keys
+    index[:, 0] = total - 2  # patch queries → CLS key
+    index[0, 0] = total - 1  # CLS → CLS
+    return index
+
+
+def gather_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Expand a bias table ``[R, H]`` with an index ``[L, L]`` into an attention bias ``[H, L, L]``."""
+    length = index.shape[0]
+    return table[index.view(-1)].view(length, length, -1).permute(2, 0, 1).contiguous()
+
+
+class RelativePositionBias(nn.Module):
+    """One bias table shared by all blocks (BEiT pretraining uses this).
+
+    Args:
+        window_size: patch grid ``(Wh, Ww)``.
+        num_heads: attention heads ``H``.
+    """
+
+    def __init__(self, window_size: tuple[int, int], num_heads: int) -> None:
+        super().__init__()
+        self.window_size = tuple(window_size)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distances(self.window_size), num_heads))
+        self.register_buffer("relative_position_index", relative_position_index(self.window_size), persistent=False)
+
+    def forward(self) -> torch.Tensor:
+        """Returns the bias ``[H, N + 1, N + 1]``."""
+        return gather_bias(self.relative_position_bias_table, self.relative_position_index)
+
+
+def _geometric_offsets(src: int, dst: int) -> torch.Tensor:
+    """Source offsets placed on a geometric progression that spans the destination range.
+
+    The official BEiT fine-tuning code resizes tables this way: the ``src`` source
+    offsets ``-k..k`` are spread as ``0, ±1, ±(1+q), ±(1+q+q²), …`` where ``q`` is found
+    by bisection so that the outermost offset reaches ``dst // 2``.
+    """
+    half = src // 2
+    low, high = 1.01, 1.5
+    while high - low > 1e-6:
+        q = (low + high) / 2.0
+        reach = (1.0 - q**half) / (1.0 - q)
+        if reach > dst // 2:
+            high = q
+        else:
+            low = q
+    positive, step = [], 1.0
+    for i in range(half):
+        positive.append(step)
+        step += q ** (i + 1)
+    return torch.tensor([-p for p in reversed(positive)] + [0.0] + positive, dtype=torch.float64)
+
+
+def _linear_weights(points: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Matrix ``[T, S]`` that linearly interpolates values at sorted ``points`` onto ``targets``.
+
+    Targets outside the range take the nearest end value.
+    """
+    right = torch.bucketize(targets, points).clamp(1, len(points) - 1)
+    left = right - 1
+    span = points[right] - points[left]
+    frac = ((targets - points[left]) / span).clamp(0.0, 1.0)
+    weights = torch.zeros(len(targets), len(points), dtype=torch.float64)
+    rows = torch.arange(len(targets))
+    weights[rows, left] += 1.0 - frac
+    weights[rows, right] += frac
+    return weights
+
+
+def resize_rel_pos_bias_table(table: torch.Tensor, new_window_size: tuple[int, int]) -> torch.Tensor:
+    """Resize a square-window bias table ``[R, H]`` to another window size.
+
+    The patch-offset part is interpolated bilinearly on the official geometric grid
+    (timm's default, which needs no SciPy); the three CLS rows are kept as they are.
+
+    Returns:
+        ``[(2Wh'-1)(2Ww'-1) + 3, H]`` in the dtype of ``table``.
+    """
+    num_rows, num_heads = table.shape
+    side = math.isqrt(num_rows - 3)
+    if side * side != num_rows - 3:
+        raise ValueError(f"relative position table with {num_rows} rows is not a square window plus 3 CLS rows")
+    dst_h, dst_w = 2 * new_window_size[0] - 1, 2 * new_window_size[1] - 1
+    if (side, side) == (dst_h, dst_w):
+        return table
+    grid = table[:-3].double().reshape(side, side, num_heads).permute(2, 0, 1)  # [H, S, S]
+    src_points = _geometric_offsets(side, dst_h), _geometric_offsets(side, dst_w)
+    targets = [torch.arange(-(d // 2), d // 2 + 1, dtype=torch.float64) for d in (dst_h, dst_w)]
+    w_rows = _linear_weights(src_points[0], targets[0])  # [Dh, S]
+    w_cols = _linear_weights(src_points[1], targets[1])  # [Dw, S]
+    resized = w_rows @ grid @ w_cols.T  # [H, Dh, Dw]
+    patch_part = resized.permute(1, 2, 0).reshape(dst_h * dst_w, num_heads)
+    return torch.cat([patch_part.to(table.dtype), table[-3:]], dim=0)

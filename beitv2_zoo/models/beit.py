@@ -1,0 +1,252 @@
+"""The BEiT / BEiT v2 vision transformer and image classifier.
+
+Parameter names follow the official microsoft/unilm code (``blocks.{i}.attn.q_bias``,
+``gamma_1``, ``fc_norm``, ``head``), which is this package's canonical layout; the
+mmpretrain and timm layouts are converted to it in :mod:`beitv2_zoo.checkpoint`.
+"""
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..layers import Block, PatchEmbed, RelativePositionBias
+
+ARCHITECTURES: dict[str, dict[str, Any]] = {
+    "beit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
+    "beit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
+    # Tiny variant for tests and demos: same code paths, a thousandth of the compute.
+    "test_beit_tiny": dict(patch_size=16, embed_dim=64, depth=4, num_heads=2),
+}
+"""Width, depth and heads of each named architecture; every other setting is a keyword of :class:`Beit`."""
+
+
+class Beit(nn.Module):
+    """BEiT vision transformer with a linear classification head.
+
+    ``global_pool='avg'`` is the BEiT v2 / v1 fine-tuned classifier: the patch tokens
+    (CLS excluded) are averaged and normalised by ``fc_norm`` (mmpretrain's ``ln2``).
+    ``global_pool='token'`` takes the CLS token after the final ``norm``.
+
+    Args:
+        img_size: input side in pixels; a multiple of ``patch_size``.
+        patch_size: patch side in pixels.
+        in_chans: input channels.
+        num_classes: classes of the linear head; ``0`` gives features only.
+        embed_dim: token width ``D``.
+        depth: number of transformer blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP width over ``D``.
+        use_abs_pos_emb: learn an absolute position embedding ``pos_embed``.
+        use_rel_pos_bias: each block has its own relative position bias table.
+        use_shared_rel_pos_bias: one table ``rel_pos_bias`` shared by all blocks.
+        init_values: layer-scale initial value; ``None``/``0`` for no layer scale.
+        global_pool: ``'avg'`` or ``'token'``.
+        drop_rate: dropout before the head and after the position embedding.
+        attn_drop_rate: attention-weight dropout.
+        drop_path_rate: stochastic depth of the last block (linear from 0).
+        norm_eps: LayerNorm epsilon.
+        head_init_scale: the freshly initialised head is multiplied by this.
+    """
+
+    def __init__(
+        self,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        use_abs_pos_emb: bool = False,
+        use_rel_pos_bias: bool = True,
+        use_shared_rel_pos_bias: bool = False,
+        init_values: float | None = 0.1,
+        global_pool: str = "avg",
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        norm_eps: float = 1e-6,
+        head_init_scale: float = 0.001,
+    ) -> None:
+        super().__init__()
+        if global_pool not in ("avg", "token"):
+            raise ValueError(f"global_pool must be 'avg' or 'token', got {global_pool!r}")
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.global_pool = global_pool
+        self.num_prefix_tokens = 1
+        self.grad_checkpointing = False
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        grid = self.patch_embed.grid_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim)) if use_abs_pos_emb else None
+        self.pos_drop = nn.Dropout(drop_rate)
+        self.rel_pos_bias = RelativePositionBias(grid, num_heads) if use_shared_rel_pos_bias else None
+
+        drop_path_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                embed_dim,
+                num_heads,
+                mlp_ratio,
+                drop_path=drop_path_rates[i],
+                init_values=init_values,
+                window_size=grid if use_rel_pos_bias else None,
+                norm_eps=norm_eps,
+                attn_drop=attn_drop_rate,
+            )
+            for i in range(depth)
+        )
+        use_fc_norm = global_pool == "avg"
+        self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
+        self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if use_fc_norm else None
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights(head_init_scale)
+        self.weights_info: Any = None  # the WeightRecord the weights came from, set by get_model
+
+    # ------------------------------------------------------------------ init
+    def _init_weights(self, head_init_scale: float) -> None:
+        """Truncated-normal (std 0.02) linears, convs and tokens; depth-rescaled residual projections."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        if self.pos_embed is not None:
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for parameter in self._rel_pos_tables():
+            nn.init.trunc_normal_(parameter, std=0.02)
+        for layer_id, block in enumerate(self.blocks, start=1):
+            block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
+            block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer_id))
+        if isinstance(self.head, nn.Linear):
+            self.head.weight.data.mul_(head_init_scale)
+            self.head.bias.data.mul_(head_init_scale)
+
+    def _rel_pos_tables(self) -> list[nn.Parameter]:
+        return [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
+
+    # ------------------------------------------------------------- helpers
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names the official recipe excludes from weight decay (besides 1-D tensors)."""
+        return {"pos_embed", "cls_token"}
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute block activations in the backward pass to save memory."""
+        self.grad_checkpointing = enable
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head with a fresh ``Linear(D, num_classes)`` (``0``: no head)."""
+        self.num_classes = num_classes
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(self.head, nn.Linear):
+            nn.init.trunc_normal_(self.head.weight, std=0.02)
+            nn.init.zeros_(self.head.bias)
+
+    # ------------------------------------------------------------- forward
+    def _embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W]`` → tokens with CLS first, ``[B, 1 + N, D]``."""
+        x = self.patch_embed(x)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        if self.pos_embed is not None:
+            x = x + self.pos_embed
+        return self.pos_drop(x)
+
+    def _run_block(self, block: Block, x: torch.Tensor, shared_bias: torch.Tensor | None) -> torch.Tensor:
+        if self.grad_checkpointing and torch.is_grad_enabled():
+            return checkpoint(block, x, shared_bias, use_reentrant=False)
+        return block(x, shared_bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` → all tokens after the last block and ``norm``, ``[B, 1 + N, D]``."""
+        x = self._embed(x)
+        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        for block in self.blocks:
+            x = self._run_block(block, x, shared_bias)
+        return self.norm(x)
+
+    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens ``[B, 1 + N, D]`` → the global feature ``[B, D]`` the head reads."""
+        if self.global_pool == "avg":
+            return self.fc_norm(tokens[:, self.num_prefix_tokens :].mean(dim=1))
+        return tokens[:, 0]
+
+    def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Tokens ``[B, 1 + N, D]`` → logits ``[B, num_classes]``, or the pooled feature ``[B, D]``."""
+        feature = self.head_drop(self.pool(tokens))
+        return feature if pre_logits else self.head(feature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` (normalised) → logits ``[B, num_classes]``."""
+        return self.forward_head(self.forward_features(x))
+
+    def extract_feat(self, x: torch.Tensor, stage: str = "neck") -> tuple[torch.Tensor, ...] | torch.Tensor:
+        """mmpretrain's ``ImageClassifier.extract_feat``.
+
+        Args:
+            x: images ``[B, C, H, W]``, normalised.
+            stage: ``'backbone'`` or ``'neck'`` → a one-element tuple ``(feature [B, D],)``;
+                ``'pre_logits'`` → the feature tensor ``[B, D]`` itself.
+
+        The feature is the pooled, normalised representation the head reads
+        (mmpretrain's ``ln2(mean of patch tokens)``, the official ``fc_norm``).
+        """
+        if stage not in ("backbone", "neck", "pre_logits"):
+            raise ValueError(f"stage must be 'backbone', 'neck' or 'pre_logits', got {stage!r}")
+        feature = self.pool(self.forward_features(x))
+        return feature if stage == "pre_logits" else (feature,)
+
+    def forward_intermediates(
+        self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False
+    ) -> list[torch.Tensor]:
+        """Token outputs of chosen blocks.
+
+        Args:
+            x: images ``[B, C, H, W]``.
+            indices: block indices (negative counts from the end), or an int ``n`` for the
+                last ``n`` blocks; ``None`` for all blocks.
+            norm: apply the final ``norm`` (identity for ``'avg'`` pooling) to each output.
+
+        Returns:
+            One ``[B, 1 + N, D]`` tensor per requested block, in block order.
+        """
+        depth = len(self.blocks)
+        if indices is None:
+            wanted = list(range(depth))
+        elif isinstance(indices, int):
+            wanted = list(range(depth - indices, depth))
+        else:
+            wanted = [i % depth if -depth <= i < depth else _bad_index(i, depth) for i in indices]
+        x = self._embed(x)
+        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        outputs = []
+        for i, block in enumerate(self.blocks[: max(wanted) + 1]):
+            x = self._run_block(block, x, shared_bias)
+            if i in wanted:
+                outputs.append(self.norm(x) if norm else x)
+        return outputs
+
+
+def _bad_index(index: int, depth: int) -> int:
+    raise IndexError(f"block index {index} is out of range for a model with {depth} blocks")
+
+
+def build_beit(arch: str, **kwargs: Any) -> Beit:
+    """Build a :class:`Beit` from an entry of :data:`ARCHITECTURES` plus keyword overrides."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
+    return Beit(**{**ARCHITECTURES[arch], **kwargs})

@@ -1,0 +1,105 @@
+"""The shape of a weight record: frozen dataclasses, no behaviour beyond small derived properties."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a checkpoint file can be fetched from.
+
+    Attributes:
+        url: direct download URL (``None`` for a Hugging Face Hub source).
+        sha256: the full sha256 of the file, where known.
+        sha256_prefix: the hash prefix in the file name (``…-73e11905.pth``), where that is all we know.
+        hf_repo: Hugging Face Hub repository id, e.g. ``'timm/beitv2_base_patch16_224.in1k_ft_in1k'``.
+        hf_filename: file inside ``hf_repo``.
+        host: who serves it: ``'openmmlab'``, ``'official'`` or ``'hf-hub'``.
+    """
+
+    url: str | None = None
+    sha256: str | None = None
+    sha256_prefix: str | None = None
+    hf_repo: str | None = None
+    hf_filename: str | None = None
+    host: str = "official"
+
+    @property
+    def filename(self) -> str:
+        """The file's base name, used as its cache file name."""
+        if self.url is not None:
+            return self.url.rsplit("/", 1)[-1].split("?", 1)[0]
+        return f"{(self.hf_repo or '').replace('/', '--')}--{self.hf_filename}"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Evaluation transform: resize the short edge, centre-crop, normalise.
+
+    ``mean``/``std`` are in ``[0, 1]`` units (mmpretrain's 123.675/58.395 = 0.485/0.229).
+    """
+
+    resize_size: int = 256
+    crop_size: int = 224
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    @property
+    def crop_pct(self) -> float:
+        return self.crop_size / self.resize_size
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A published evaluation result."""
+
+    dataset: str
+    top1: float | None
+    top5: float | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class WeightRecord:
+    """Everything known about one named checkpoint.
+
+    Attributes:
+        name: the registry name.
+        architecture: key of :data:`beitv2_zoo.models.ARCHITECTURES`.
+        model_kwargs: constructor settings beyond the architecture (pooling, layer scale, …).
+        num_classes: classes of the head in the file.
+        label_set: ``'imagenet-1k'`` or ``'imagenet-21k'``.
+        task: ``'image-classification'`` for every classifier.
+        sources: where the file can be fetched, tried in order.
+        preprocessing: the evaluation transform the metrics were measured with.
+        metrics: published results, each with its source.
+        params: parameter count of the model built from this record.
+        gmacs: multiply-accumulates per image at the crop size, in billions.
+        license: licence of the weights as stated by their publisher.
+        paper: arXiv URL.
+        converted_from: URL of the original file when this one is a re-packaging.
+        upstream: the name this one was fine-tuned from, if registered or known.
+        training_data: datasets seen, in order.
+        aliases: other names that resolve to this record.
+        notes: anything a user should know (evaluation protocol differences, …).
+    """
+
+    name: str
+    architecture: str
+    num_classes: int
+    label_set: str
+    sources: tuple[Source, ...]
+    preprocessing: Preprocessing
+    params: int
+    gmacs: float
+    license: str
+    paper: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    task: str = "image-classification"
+    metrics: tuple[Metric, ...] = ()
+    converted_from: str | None = None
+    upstream: str | None = None
+    training_data: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    notes: str = ""
