@@ -1,0 +1,150 @@
+"""``get_model``: build a registered (or inferred) architecture and load weights into it."""
+
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from . import hub
+from .checkpoint import Checkpoint, load_state_dict_strict, read_checkpoint
+from .convert import StateDict
+from .errors import ModelConfigError
+from .labels import class_names
+from .models import ARCHITECTURES, Beit
+from .registry import get_record, is_model
+from .weight_record import WeightRecord
+
+logger = logging.getLogger(__name__)
+
+PretrainedArg = bool | str | Path
+
+
+def get_model(
+    name_or_path: str | Path,
+    pretrained: PretrainedArg = False,
+    device: str | torch.device | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Build a model by registry name (or from a checkpoint file) and optionally load weights.
+
+    Args:
+        name_or_path: a registered name (``list_models()``), an alias, or the path of a
+            checkpoint file: its architecture is inferred from its tensors and its weights
+            are loaded (``pretrained`` is then ignored).
+        pretrained: ``False`` (random init), ``True`` (the record's weights, downloaded and
+            cached), or a local file, an ``https://`` URL, or ``'hf-hub:org/repo[@rev]'``.
+        device: where to put the model (default CPU).
+        **kwargs: ``num_classes`` (a new head), ``img_size`` (position tables are resized),
+            ``drop_path_rate``, and any other :class:`beitv2_zoo.models.Beit` argument.
+
+    Returns:
+        The model in eval mode, with ``model.weights_info`` (its :class:`WeightRecord`, or
+        ``None``) and ``model.class_names`` (a tuple, or ``None`` when unknown).
+    """
+    record, file_checkpoint = _resolve(name_or_path)
+    model_kwargs = _model_kwargs(record, file_checkpoint, kwargs)
+    model = Beit(**model_kwargs)
+
+    checkpoint = file_checkpoint
+    if checkpoint is None and pretrained:
+        checkpoint = read_checkpoint(_weights_path(record, pretrained))
+    if checkpoint is not None:
+        load_state_dict_strict(model, checkpoint.state_dict, source=str(checkpoint.path))
+
+    model.weights_info = record
+    model.class_names = _class_names(record, checkpoint, model.num_classes)
+    return model.to(device or "cpu").eval()
+
+
+def _resolve(name_or_path: str | Path) -> tuple[WeightRecord | None, Checkpoint | None]:
+    if isinstance(name_or_path, str) and is_model(name_or_path):
+        return get_record(name_or_path), None
+    path = Path(name_or_path)
+    if path.suffix in (".pth", ".pt", ".bin", ".safetensors", ".ckpt") or path.is_file():
+        return None, read_checkpoint(path)
+    return get_record(str(name_or_path)), None  # raises UnknownModelError with suggestions
+
+
+def _model_kwargs(record: WeightRecord | None, checkpoint: Checkpoint | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    if record is not None:
+        settings = {**ARCHITECTURES[record.architecture], **record.model_kwargs, "num_classes": record.num_classes}
+        settings["img_size"] = record.preprocessing.crop_size
+    else:
+        assert checkpoint is not None
+        settings = infer_architecture(checkpoint.state_dict)
+    settings.update(overrides)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: dict[str, Any]) -> None:
+    num_classes = settings.get("num_classes")
+    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
+        raise ModelConfigError(
+            f"num_classes must be a positive int, got {num_classes!r}; for features without a head use "
+            "model.extract_feat(x) or model.forward_features(x)"
+        )
+    img_size, patch = settings.get("img_size", 224), settings.get("patch_size", 16)
+    if not isinstance(img_size, int) or img_size <= 0 or img_size % patch:
+        nearest = max(patch, round(img_size / patch) * patch) if isinstance(img_size, (int, float)) else 224
+        raise ModelConfigError(f"img_size must be a positive multiple of the patch size {patch}, got {img_size!r}; try {nearest}")
+
+
+def _weights_path(record: WeightRecord | None, pretrained: PretrainedArg) -> Path:
+    if pretrained is True:
+        assert record is not None
+        return hub.fetch_weights(record)
+    spec = str(pretrained)
+    if spec.startswith("hf-hub:"):
+        return hub.fetch_hf_spec(spec)
+    if re.match(r"^https?://", spec):
+        return hub.fetch_url(spec)
+    return Path(spec).expanduser()
+
+
+def _class_names(record: WeightRecord | None, checkpoint: Checkpoint | None, num_classes: int) -> tuple[str, ...] | None:
+    if checkpoint is not None and checkpoint.classes and len(checkpoint.classes) == num_classes:
+        return checkpoint.classes
+    if record is not None and record.num_classes == num_classes:
+        return class_names(record.label_set)
+    for label_set, size in (("imagenet-1k", 1000), ("imagenet-21k", 21841)):
+        if record is None and num_classes == size:
+            return class_names(label_set)
+    return None
+
+
+def infer_architecture(state_dict: StateDict) -> dict[str, Any]:
+    """Constructor settings of :class:`Beit` that fit a canonical state dict.
+
+    Reads the width from ``cls_token``, the depth from the block indices, the heads from a
+    relative position table (else 64-wide heads), and the patch size, grid, pooling, layer
+    scale and head size from the tensors present.
+    """
+    if "cls_token" not in state_dict or "patch_embed.proj.weight" not in state_dict:
+        raise ModelConfigError("cannot infer an architecture: the checkpoint has no cls_token / patch_embed (not a BEiT?)")
+    embed_dim = state_dict["cls_token"].shape[-1]
+    patch = state_dict["patch_embed.proj.weight"].shape[-1]
+    depth = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("blocks."))
+    tables = [v for k, v in state_dict.items() if k.endswith("relative_position_bias_table")]
+    num_heads = tables[0].shape[1] if tables else max(1, embed_dim // 64)
+    grid_side = int(((tables[0].shape[0] - 3) ** 0.5 + 1) / 2) if tables else None
+    if "pos_embed" in state_dict:
+        grid_side = int((state_dict["pos_embed"].shape[1] - 1) ** 0.5)
+    settings: dict[str, Any] = dict(
+        patch_size=patch,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
+        mlp_ratio=state_dict["blocks.0.mlp.fc1.weight"].shape[0] / embed_dim,
+        img_size=(grid_side or 14) * patch,
+        use_abs_pos_emb="pos_embed" in state_dict,
+        use_rel_pos_bias="blocks.0.attn.relative_position_bias_table" in state_dict,
+        use_shared_rel_pos_bias="rel_pos_bias.relative_position_bias_table" in state_dict,
+        init_values=0.1 if "blocks.0.gamma_1" in state_dict else None,
+        global_pool="avg" if "fc_norm.weight" in state_dict else "token",
+        num_classes=state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0,
+    )
+    return settings

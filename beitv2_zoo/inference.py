@@ -1,0 +1,81 @@
+"""``inference_model``: images in, mmpretrain-style predictions out."""
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .factory import get_model
+from .labels import class_names as label_set_names
+from .transforms import ImageInput, create_transform
+
+Prediction = dict[str, Any]
+
+
+def inference_model(
+    model: nn.Module | str,
+    inputs: ImageInput | Sequence[ImageInput],
+    *,
+    topk: int | None = None,
+    batch_size: int = 8,
+    **kwargs: Any,
+) -> Prediction | list[Prediction]:
+    """Classify one image or a list of images, as mmpretrain's ``inference_model`` does.
+
+    Args:
+        model: a model from :func:`get_model`, or a registered name (then built with
+            ``pretrained=True`` unless ``pretrained=`` is given in ``kwargs``).
+        inputs: a path, a PIL image, an RGB ``uint8`` HWC array, a CHW tensor, or a list of them.
+        topk: also return the ``topk`` best classes under ``'pred_topk'``.
+        batch_size: images per forward pass when ``inputs`` is a list.
+        **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
+
+    Returns:
+        Per image, a dict with mmpretrain's keys: ``pred_scores`` (float32 numpy
+        ``[num_classes]``, softmax), ``pred_label`` (int), ``pred_score`` (float) and
+        ``pred_class`` (str, when class names are known); plus ``pred_topk`` (a list of
+        ``(label, class, score)``) when ``topk`` is given. A list of inputs gives a list.
+    """
+    if isinstance(model, str):
+        kwargs.setdefault("pretrained", True)
+        model = get_model(model, **kwargs)
+    elif kwargs:
+        raise TypeError(f"unexpected keyword arguments for an already-built model: {sorted(kwargs)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+
+    single = not isinstance(inputs, (list, tuple))
+    items = [inputs] if single else list(inputs)
+    transform = create_transform(model)
+    names = _class_names(model)
+    device = next(model.parameters()).device
+
+    results: list[Prediction] = []
+    for start in range(0, len(items), batch_size):
+        batch = torch.stack([transform(item) for item in items[start : start + batch_size]]).to(device)
+        with torch.inference_mode():
+            probabilities = model(batch).float().softmax(dim=-1).cpu().numpy()
+        results.extend(_prediction(p, names, topk) for p in probabilities)
+    return results[0] if single else results
+
+
+def _class_names(model: nn.Module) -> tuple[str, ...] | None:
+    names = getattr(model, "class_names", None)
+    if names is not None:
+        return names
+    num_classes = getattr(model, "num_classes", None)
+    return {1000: label_set_names("imagenet-1k"), 21841: label_set_names("imagenet-21k")}.get(num_classes)
+
+
+def _prediction(scores: np.ndarray, names: tuple[str, ...] | None, topk: int | None) -> Prediction:
+    scores = scores.astype(np.float32)
+    label = int(scores.argmax())
+    prediction: Prediction = {"pred_scores": scores, "pred_label": label, "pred_score": float(scores[label])}
+    if names is not None:
+        prediction["pred_class"] = names[label]
+    if topk:
+        best = np.argsort(-scores, kind="stable")[:topk]
+        prediction["pred_topk"] = [(int(i), names[i] if names else str(int(i)), float(scores[i])) for i in best]
+    return prediction

@@ -1,0 +1,47 @@
+"""Class names of the label sets our checkpoints were trained with.
+
+* ``imagenet-1k``: mmpretrain's ``IMAGENET_CATEGORIES`` strings (``'tench, Tinca tinca'``), in
+  the usual sorted-synset order.
+* ``imagenet-21k``: the 21,841 synsets of ImageNet-21k (fall 2011) in sorted WordNet-id
+  order, the order an ``ImageFolder`` gives and the one the official BEiT 21k heads use;
+  names are the WordNet lemmas as shipped with timm (``timm/data/_info``).
+"""
+
+from functools import lru_cache
+from importlib import resources
+
+LABEL_SETS = ("imagenet-1k", "imagenet-21k")
+
+
+def _read(file: str) -> str:
+    return resources.files(__name__).joinpath(file).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def imagenet1k_classes() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class strings, index 0 = ``'tench, Tinca tinca'``."""
+    return tuple(_read("imagenet1k.txt").splitlines())
+
+
+@lru_cache(maxsize=None)
+def _imagenet21k_rows() -> tuple[tuple[str, str], ...]:
+    return tuple(tuple(line.split("\t", 1)) for line in _read("imagenet21k.tsv").splitlines())  # type: ignore[misc]
+
+
+def imagenet21k_classes() -> tuple[str, ...]:
+    """The 21,841 ImageNet-21k class names (WordNet lemmas), sorted by WordNet id."""
+    return tuple(name for _, name in _imagenet21k_rows())
+
+
+def imagenet21k_wnids() -> tuple[str, ...]:
+    """The 21,841 WordNet ids (``'n00004475'``, …) in head order."""
+    return tuple(wnid for wnid, _ in _imagenet21k_rows())
+
+
+def class_names(label_set: str) -> tuple[str, ...]:
+    """Names for ``label_set`` (one of :data:`LABEL_SETS`)."""
+    if label_set == "imagenet-1k":
+        return imagenet1k_classes()
+    if label_set == "imagenet-21k":
+        return imagenet21k_classes()
+    raise ValueError(f"unknown label set {label_set!r}; known: {', '.join(LABEL_SETS)}")

@@ -1,0 +1,69 @@
+"""Name → weight record lookup, listing and "did you mean" suggestions."""
+
+import difflib
+import fnmatch
+
+from .errors import UnknownModelError
+from .weight_record import WeightRecord
+from .weights import ALL_RECORDS
+
+_RECORDS: dict[str, WeightRecord] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def register(record: WeightRecord, *, overwrite: bool = False) -> None:
+    """Add a record (and its aliases) to the registry. Names are case-insensitive."""
+    keys = [record.name.lower(), *(alias.lower() for alias in record.aliases)]
+    if not overwrite:
+        taken = [k for k in keys if k in _RECORDS or k in _ALIASES]
+        if taken:
+            raise ValueError(f"already registered: {', '.join(taken)} (pass overwrite=True to replace)")
+    _RECORDS[record.name.lower()] = record
+    for alias in record.aliases:
+        _ALIASES[alias.lower()] = record.name.lower()
+
+
+def unregister(name: str) -> None:
+    """Remove a record and its aliases (used by tests that register temporary records)."""
+    record = _RECORDS.pop(name.lower())
+    for alias in record.aliases:
+        _ALIASES.pop(alias.lower(), None)
+
+
+for _record in ALL_RECORDS:
+    register(_record)
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Every registered name, sorted; ``pattern`` is an fnmatch wildcard such as ``'*beitv2*'``.
+
+    As in mmpretrain, a pattern also matches as a prefix: ``list_models('beit-base')`` works.
+    """
+    names = sorted(record.name for record in _RECORDS.values())
+    if pattern is None:
+        return names
+    pattern = pattern.lower()
+    return [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern) or fnmatch.fnmatchcase(n.lower(), pattern + "*")]
+
+
+def is_model(name: str) -> bool:
+    """Whether ``name`` (or an alias) is registered."""
+    key = name.lower()
+    return key in _RECORDS or key in _ALIASES
+
+
+def get_record(name: str) -> WeightRecord:
+    """The record of ``name`` or one of its aliases.
+
+    Raises:
+        UnknownModelError: listing the closest registered names.
+    """
+    key = name.lower()
+    key = _ALIASES.get(key, key)
+    if key in _RECORDS:
+        return _RECORDS[key]
+    candidates = sorted({r.name for r in _RECORDS.values()} | set(_ALIASES))
+    close = difflib.get_close_matches(key, [c.lower() for c in candidates], n=5, cutoff=0.4)
+    by_lower = {c.lower(): c for c in candidates}
+    hint = f" Closest names: {', '.join(by_lower[c] for c in close)}." if close else ""
+    raise UnknownModelError(f"unknown model name {name!r}.{hint} Run `beitv2-zoo list` or list_models() for all names.")
