@@ -122,13 +122,16 @@ def _classes_from_meta(raw: Any) -> tuple[str, ...] | None:
 
 
 # ---------------------------------------------------------------- adaptation
-def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> StateDict:
+def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict, list[str]]:
     """Fit a canonical state dict to ``model``'s configuration.
 
     * a shared relative position table is copied into each block when the model has
       per-block tables (the official fine-tuning rule);
     * relative position tables and ``pos_embed`` are resized to the model's grid;
     * the classification head is dropped (and logged) when its size differs from the model's.
+
+    Returns:
+        ``(adapted state dict, model keys deliberately left for the caller to initialise)``.
     """
     target = model.state_dict()
     adapted = dict(state_dict)
@@ -144,22 +147,25 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> StateDict:
         if key not in target or target[key].shape == value.shape:
             continue
         if key.endswith("relative_position_bias_table"):
-            window = _window_of(model, key)
-            adapted[key] = resize_rel_pos_bias_table(value, window)
+            adapted[key] = resize_rel_pos_bias_table(value, _window_of(model, key))
         elif key == "pos_embed":
             adapted[key] = resize_pos_embed(value, target[key].shape[1] - 1)
 
-    head_shapes = {k: adapted[k].shape for k in ("head.weight", "head.bias") if k in adapted}
-    if head_shapes and any(k not in target or target[k].shape != s for k, s in head_shapes.items()):
-        for key in head_shapes:
+    left_out: list[str] = []
+    head_keys = [k for k in ("head.weight", "head.bias") if k in adapted]
+    if head_keys and any(k not in target or target[k].shape != adapted[k].shape for k in head_keys):
+        old_classes = adapted["head.weight"].shape[0] if "head.weight" in adapted else -1
+        for key in head_keys:
             del adapted[key]
-        wanted = target["head.weight"].shape[0] if "head.weight" in target else 0
-        logger.info(
-            "dropped the checkpoint's %d-class head: the model has num_classes=%d; the new head is randomly initialised",
-            head_shapes["head.weight"][0] if "head.weight" in head_shapes else -1,
-            wanted,
+        left_out = [k for k in ("head.weight", "head.bias") if k in target]
+        new_classes = target["head.weight"].shape[0] if "head.weight" in target else 0
+        logger.warning(
+            "dropped the checkpoint's %d-class head because the model has num_classes=%d; "
+            "the new head is randomly initialised",
+            old_classes,
+            new_classes,
         )
-    return adapted
+    return adapted, left_out
 
 
 def _window_of(model: nn.Module, table_key: str) -> tuple[int, int]:
@@ -181,11 +187,21 @@ def resize_pos_embed(pos_embed: torch.Tensor, num_patches: int, num_prefix_token
 
 
 # ---------------------------------------------------------------- strict load
-def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str = "checkpoint") -> None:
-    """Adapt and load ``state_dict`` into ``model``; any missing, unexpected or misshapen key raises one error."""
-    adapted = adapt_state_dict(state_dict, model)
+def load_state_dict_strict(
+    model: nn.Module, state_dict: StateDict, source: str = "checkpoint", assign: bool = False
+) -> list[str]:
+    """Adapt and load ``state_dict`` into ``model``; any missing, unexpected or misshapen key raises one error.
+
+    Args:
+        assign: the checkpoint tensors become the model's (for a model built on the ``meta`` device).
+
+    Returns:
+        Model keys deliberately not loaded (a classification head of another size); the
+        caller initialises them (``model.reset_classifier``).
+    """
+    adapted, left_out = adapt_state_dict(state_dict, model)
     target = model.state_dict()
-    missing = sorted(set(target) - set(adapted))
+    missing = sorted(set(target) - set(adapted) - set(left_out))
     unexpected = sorted(set(adapted) - set(target))
     misshapen = sorted(
         f"{k}: checkpoint {list(adapted[k].shape)} vs model {list(target[k].shape)}"
@@ -194,7 +210,8 @@ def load_state_dict_strict(model: nn.Module, state_dict: StateDict, source: str 
     )
     if missing or unexpected or misshapen:
         raise CheckpointMismatchError(_mismatch_report(source, missing, unexpected, misshapen))
-    model.load_state_dict(adapted, strict=True)
+    model.load_state_dict(adapted, strict=not left_out, assign=assign)
+    return left_out
 
 
 def _mismatch_report(source: str, missing: list[str], unexpected: list[str], misshapen: list[str]) -> str:

@@ -46,13 +46,20 @@ def get_model(
     """
     record, file_checkpoint = _resolve(name_or_path)
     model_kwargs = _model_kwargs(record, file_checkpoint, kwargs)
-    model = Beit(**model_kwargs)
-
     checkpoint = file_checkpoint
     if checkpoint is None and pretrained:
         checkpoint = read_checkpoint(_weights_path(record, pretrained))
-    if checkpoint is not None:
-        load_state_dict_strict(model, checkpoint.state_dict, source=str(checkpoint.path))
+
+    if checkpoint is None:
+        model = Beit(**model_kwargs)
+    else:
+        # Built without storage: the checkpoint's tensors become the parameters (no random init thrown away).
+        with torch.device("meta"):
+            model = Beit(**model_kwargs)
+        left_out = load_state_dict_strict(model, checkpoint.state_dict, source=str(checkpoint.path), assign=True)
+        model.init_non_persistent_buffers()
+        if left_out:  # a checkpoint head of another size was dropped: start a fresh one
+            model.reset_classifier(model.num_classes)
 
     model.weights_info = record
     model.class_names = _class_names(record, checkpoint, model.num_classes)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Block, PatchEmbed, RelativePositionBias
+from ..layers import Block, PatchEmbed, RelativePositionBias, relative_position_index
 
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "beit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
@@ -89,7 +89,7 @@ class Beit(nn.Module):
         self.pos_drop = nn.Dropout(drop_rate)
         self.rel_pos_bias = RelativePositionBias(grid, num_heads) if use_shared_rel_pos_bias else None
 
-        drop_path_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        drop_path_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
@@ -136,6 +136,13 @@ class Beit(nn.Module):
 
     def _rel_pos_tables(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
+
+    def init_non_persistent_buffers(self) -> None:
+        """Recompute the derived ``relative_position_index`` buffers (after building on the meta device)."""
+        for module in self.modules():
+            if hasattr(module, "relative_position_index") and getattr(module, "window_size", None):
+                device = next(self.parameters()).device
+                module.relative_position_index = relative_position_index(module.window_size).to(device)
 
     # ------------------------------------------------------------- helpers
     def no_weight_decay(self) -> set[str]:

@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated cache, real photos, and tiny checkpoints in every layout."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_IMAGE = REPO / "examples" / "images" / "chelsea.jpg"
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty cache and no offline / mirror settings from the environment."""
+    cache = tmp_path_factory.mktemp("cache")
+    monkeypatch.setenv("BEITV2_ZOO_CACHE", str(cache))
+    monkeypatch.delenv("BEITV2_ZOO_OFFLINE", raising=False)
+    monkeypatch.delenv("BEITV2_ZOO_URL_MAP", raising=False)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def photo_paths(tmp_path_factory) -> dict[str, Path]:
+    """scikit-image's sample photos written as PNG and JPEG files."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {}
+    for name in ("chelsea", "astronaut", "coffee"):
+        image = Image.fromarray(getattr(data, name)())
+        paths[f"{name}.png"] = folder / f"{name}.png"
+        image.save(paths[f"{name}.png"])
+        paths[f"{name}.jpg"] = folder / f"{name}.jpg"
+        image.save(paths[f"{name}.jpg"], quality=92)
+    return paths
+
+
+def randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter non-trivial values so that numeric comparisons are sensitive.
+
+    Layer scales get values around 0.5 and the head a large spread, so that a wrong
+    bias, norm or pooling shows up in the logits and the softmax is far from flat.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "gamma" in name:
+                parameter.copy_(0.25 + 0.5 * torch.rand(parameter.shape, generator=generator))
+            elif name.endswith("norm1.weight") or name.endswith("norm2.weight") or "norm.weight" in name:
+                parameter.copy_(1.0 + 0.2 * torch.randn(parameter.shape, generator=generator))
+            elif name.startswith("head"):
+                parameter.copy_(0.5 * torch.randn(parameter.shape, generator=generator))
+            else:
+                parameter.copy_(0.05 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def image_batch(batch: int = 2, size: int = 224, seed: int = 0) -> torch.Tensor:
+    """Normalised-looking input ``[B, 3, size, size]``."""
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def max_abs_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
+    return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
