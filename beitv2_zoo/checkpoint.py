@@ -10,6 +10,7 @@ and converted to the canonical (official) key names by :mod:`beitv2_zoo.convert`
 """
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -216,9 +217,34 @@ def load_state_dict_strict(
 
 def _mismatch_report(source: str, missing: list[str], unexpected: list[str], misshapen: list[str]) -> str:
     lines = [f"{source} does not fit this model; is it a checkpoint for another architecture or model name?"]
-    for title, keys in (("missing from the checkpoint", missing), ("unexpected in the checkpoint", unexpected),
-                        ("wrong shape", misshapen)):
+    for title, keys in (("missing from the checkpoint", missing), ("unexpected in the checkpoint", unexpected)):
         if keys:
-            shown = keys if len(keys) <= 25 else keys[:25] + [f"… and {len(keys) - 25} more"]
-            lines.append(f"{len(keys)} {title}:\n  " + "\n  ".join(shown))
+            lines.append(f"{len(keys)} {title}:\n  " + "\n  ".join(compress_block_keys(keys)))
+    if misshapen:
+        lines.append(f"{len(misshapen)} with the wrong shape:\n  " + "\n  ".join(misshapen))
     return "\n".join(lines)
+
+
+def compress_block_keys(keys: list[str]) -> list[str]:
+    """Fold per-block keys into one line each: ``blocks.{2-3,5}.norm1.weight``."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    singles = []
+    for key in keys:
+        match = re.match(r"^(.*?\bblocks\.)(\d+)(\..*)$", key)
+        if match:
+            groups.setdefault((match.group(1), match.group(3)), []).append(int(match.group(2)))
+        else:
+            singles.append(key)
+    folded = [f"{prefix}{_ranges(indices)}{suffix}" if len(indices) > 1 else f"{prefix}{indices[0]}{suffix}"
+              for (prefix, suffix), indices in groups.items()]
+    return sorted(singles + folded)
+
+
+def _ranges(indices: list[int]) -> str:
+    indices = sorted(set(indices))
+    spans, start = [], indices[0]
+    for previous, current in zip(indices, indices[1:] + [None]):
+        if current != previous + 1:
+            spans.append(f"{start}-{previous}" if previous > start else f"{start}")
+            start = current
+    return "{" + ",".join(spans) + "}"
