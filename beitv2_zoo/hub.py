@@ -152,9 +152,14 @@ def _fetch_hf(repo: str, filename: str) -> Path:
 
 
 def fetch_url(url: str, progress: bool = True) -> Path:
-    """Download any ``https://`` URL into the cache (no hash known beyond a ``-<hex>.`` file-name suffix)."""
-    source = Source(url=url, host="url")
-    return fetch_source(source, progress)
+    """Download any ``http(s)://`` URL into the cache.
+
+    A file name ending in ``-<hex>.<ext>`` (the torch.hub / OpenMMLab convention) is
+    checked against that sha256 prefix; other files are taken as served.
+    """
+    name = url.rsplit("/", 1)[-1].split("?", 1)[0]
+    match = re.search(r"-([a-f0-9]{8,64})\.", name)
+    return fetch_source(Source(url=url, sha256_prefix=match.group(1) if match else None, host="url"), progress)
 
 
 def fetch_hf_spec(spec: str) -> Path:

@@ -216,7 +216,7 @@ def test_inference_model_matches(pair, images):
 
 def test_mmpretrain_inference_model_api(pair, images):
     """mmpretrain's one-call ``inference_model(name, img, pretrained=path)`` agrees too."""
-    name, path, _, ours, _ = pair
+    name, path, _, _, _ = pair
     if name != NAMES[0]:
         pytest.skip("checked on one name only (it rebuilds the model each call)")
     image = str(images["coffee"])
@@ -227,16 +227,18 @@ def test_mmpretrain_inference_model_api(pair, images):
     assert mine["pred_label"] == theirs["pred_label"]
     assert mine["pred_class"] == theirs["pred_class"]
     assert diff <= ATOL
-    assert len(ours.class_names) == 1000
 
 
 def test_jpeg_matches(pair, tmp_path):
     """A JPEG file: mmpretrain decodes with OpenCV (cv2.imread), we decode with Pillow.
 
-    Both wheels bundle libjpeg-turbo and default to the same (islow) IDCT and fancy
-    upsampling, so the decoded pixels agree here; a build with a different libjpeg or
-    IDCT/upsampling choice could differ by a grey level or two, which is why the main
-    checks use PNG. If the decoded pixels differ, this test reports it and skips.
+    Here both decoders are libjpeg-turbo (opencv-python-headless 5.0.0.93 bundles 3.1.2,
+    Pillow 13 links libjpeg-turbo) with their default IDCT and chroma upsampling, and they
+    decoded this 4:2:0 JPEG to identical pixels (pred_scores then differ by ~1e-7). Other
+    builds (a plain libjpeg, libjpeg 9's different upsampling, a fast IDCT, or Pillow's
+    ``draft`` mode) can differ by a few grey levels, which moves scores by far more than
+    1e-4; that is why the main checks use PNG. If the pixels differ, this test reports the
+    measured differences and skips instead of failing.
     """
     name, _, _, ours, inferencer = pair
     if name != NAMES[0]:
