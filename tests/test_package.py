@@ -1,0 +1,43 @@
+"""Import hygiene: no training code and no network at import time."""
+
+import subprocess
+import sys
+import textwrap
+
+
+def test_import_touches_neither_train_nor_network():
+    script = textwrap.dedent(
+        """
+        import socket, sys
+        def refuse(*args, **kwargs):
+            raise AssertionError("network access during import")
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        socket.getaddrinfo = refuse
+        import beitv2_zoo
+        beitv2_zoo.list_models()
+        loaded = [m for m in sys.modules if m.startswith("beitv2_zoo.train")]
+        assert not loaded, loaded
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_public_api_is_exported():
+    import beitv2_zoo
+
+    for name in ("get_model", "inference_model", "list_models", "get_record", "create_transform", "__version__"):
+        assert hasattr(beitv2_zoo, name)
+    assert set(beitv2_zoo.__all__) <= set(dir(beitv2_zoo))
+
+
+def test_package_data_is_installed():
+    from importlib import resources
+
+    files = resources.files("beitv2_zoo")
+    assert files.joinpath("py.typed").is_file()
+    assert files.joinpath("labels", "imagenet1k.txt").is_file()
+    assert files.joinpath("labels", "imagenet21k.tsv").is_file()
