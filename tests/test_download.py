@@ -125,3 +125,11 @@ def test_pretrained_url_checks_the_hash_in_the_file_name(served):
 def test_record_without_weights_says_so():
     with pytest.raises(WeightsDownloadError, match="no published weights"):
         get_model("test_beit_tiny", pretrained=True)
+
+
+def test_hub_source_offline_fails_without_network(monkeypatch, tmp_path):
+    """timm's Hub weights go through huggingface_hub; offline, a missing file is a clear error."""
+    monkeypatch.setenv("BEITV2_ZOO_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(WeightsDownloadError, match="hf-hub:timm/beitv2_base_patch16_224.in1k_ft_in1k"):
+        get_model("beitv2_base_patch16_224.in1k_ft_in1k", pretrained=True)
