@@ -7,6 +7,7 @@ official ``Resize(256) + CenterCrop(224)``, and timm's ``crop_pct`` resize; all 
 Pillow's bicubic filter, then ``(x - mean) / std`` in float32.
 """
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Union
 
@@ -184,7 +185,6 @@ def create_transform(source: Any) -> EvalTransform:
     if preprocessing is None:
         preprocessing = IMAGENET_EVAL
     crop = getattr(getattr(source, "patch_embed", None), "img_size", preprocessing.crop_size)
-    if crop != preprocessing.crop_size:  # a model built with another img_size keeps the record's crop_pct
-        resize = int(crop / preprocessing.crop_pct)
-        preprocessing = Preprocessing(resize, crop, preprocessing.interpolation, preprocessing.mean, preprocessing.std)
+    if crop != preprocessing.crop_size:  # a model built with another img_size keeps the record's crop ratio
+        preprocessing = dataclasses.replace(preprocessing, resize_size=preprocessing.resize_for(crop), crop_size=crop)
     return EvalTransform(preprocessing)

@@ -1,5 +1,6 @@
 """The shape of a weight record: frozen dataclasses, no behaviour beyond small derived properties."""
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ class Preprocessing:
     """Evaluation transform: resize the short edge, centre-crop, normalise.
 
     ``mean``/``std`` are in ``[0, 1]`` units (mmpretrain's 123.675/58.395 = 0.485/0.229).
+    ``crop_pct`` is the ratio a source states (timm's 0.9), where it states one; it sets
+    the resize for other crop sizes. Otherwise ``crop_size / resize_size`` is used.
     """
 
     resize_size: int = 256
@@ -44,10 +47,13 @@ class Preprocessing:
     interpolation: str = "bicubic"
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop_pct: float | None = None
 
-    @property
-    def crop_pct(self) -> float:
-        return self.crop_size / self.resize_size
+    def resize_for(self, crop_size: int) -> int:
+        """Short-edge size for another crop size at the same crop ratio (``floor(crop / crop_pct)``)."""
+        if crop_size == self.crop_size:
+            return self.resize_size
+        return math.floor(crop_size / (self.crop_pct or self.crop_size / self.resize_size))
 
 
 @dataclass(frozen=True)

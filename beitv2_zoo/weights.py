@@ -19,9 +19,9 @@ IMAGENET_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.485, 0.456
 """Short edge 256 (bicubic, truncated), centre crop 224, ImageNet mean/std: mmpretrain's BEiT v2 test pipeline and the official evaluation."""
 HALF_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
 """As :data:`IMAGENET_EVAL` with mean = std = 127.5 / 255: mmpretrain's BEiT v1 models."""
-TIMM_BASE_EVAL = Preprocessing(resize_size=248, crop_size=224)
+TIMM_BASE_EVAL = Preprocessing(resize_size=248, crop_size=224, crop_pct=0.9)
 """timm ``crop_pct=0.9``: short edge ``floor(224 / 0.9) = 248``, centre crop 224."""
-TIMM_LARGE_EVAL = Preprocessing(resize_size=235, crop_size=224)
+TIMM_LARGE_EVAL = Preprocessing(resize_size=235, crop_size=224, crop_pct=0.95)
 """timm ``crop_pct=0.95``: short edge ``floor(224 / 0.95) = 235``, centre crop 224."""
 
 BASE_PARAMS, BASE_21K_PARAMS = 86_530_984, 102_557_713

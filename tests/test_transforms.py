@@ -8,6 +8,7 @@ every expected pixel value is computed from the input, never copied from a run.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -669,8 +670,9 @@ def test_create_transform_keeps_a_timm_records_ratio():
     )
     prep = create_transform(fake).preprocessing
     assert prep.crop_size == 256
-    assert prep.resize_size == int(256 / (TIMM_BASE_EVAL.crop_size / TIMM_BASE_EVAL.resize_size))
-    assert prep.crop_pct == pytest.approx(TIMM_BASE_EVAL.crop_pct, abs=0.01)
+    # timm's own rule at 256: floor(256 / 0.9) = 284 (the 224/248 ratio would give 283)
+    assert prep.resize_size == math.floor(256 / 0.9) == 284
+    assert prep.crop_pct == 0.9
     assert EvalTransform(prep)(torch.zeros(3, 300, 400)).shape == (3, 256, 256)
 
 
