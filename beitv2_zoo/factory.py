@@ -13,7 +13,7 @@ from .checkpoint import Checkpoint, load_state_dict_strict, read_checkpoint
 from .convert import StateDict
 from .errors import ModelConfigError
 from .labels import class_names
-from .models import ARCHITECTURES, Beit
+from .models import ARCHITECTURES, Architecture, Beit
 from .registry import get_record, is_model
 from .weight_record import WeightRecord
 
@@ -45,17 +45,19 @@ def get_model(
         ``None``) and ``model.class_names`` (a tuple, or ``None`` when unknown).
     """
     record, file_checkpoint = _resolve(name_or_path)
+    architecture = ARCHITECTURES[record.architecture] if record is not None else Architecture(Beit)
     model_kwargs = _model_kwargs(record, file_checkpoint, kwargs)
+    _validate({**architecture.settings, **model_kwargs}, architecture.is_classifier)
     checkpoint = file_checkpoint
     if checkpoint is None and pretrained:
         checkpoint = read_checkpoint(_weights_path(record, pretrained))
 
     if checkpoint is None:
-        model = Beit(**model_kwargs)
+        model = architecture.build(**model_kwargs)
     else:
         # Built without storage: the checkpoint's tensors become the parameters (no random init thrown away).
         with torch.device("meta"):
-            model = Beit(**model_kwargs)
+            model = architecture.build(**model_kwargs)
         left_out = load_state_dict_strict(model, checkpoint.state_dict, source=str(checkpoint.path), assign=True)
         model.init_non_persistent_buffers()
         if left_out:  # a checkpoint head of another size was dropped: start a fresh one
@@ -77,19 +79,17 @@ def _resolve(name_or_path: str | Path) -> tuple[WeightRecord | None, Checkpoint 
 
 def _model_kwargs(record: WeightRecord | None, checkpoint: Checkpoint | None, overrides: dict[str, Any]) -> dict[str, Any]:
     if record is not None:
-        settings = {**ARCHITECTURES[record.architecture], **record.model_kwargs, "num_classes": record.num_classes}
-        settings["img_size"] = record.preprocessing.crop_size
+        settings = {**record.model_kwargs, "num_classes": record.num_classes, "img_size": record.preprocessing.crop_size}
     else:
         assert checkpoint is not None
         settings = infer_architecture(checkpoint.state_dict)
     settings.update(overrides)
-    _validate(settings)
     return settings
 
 
-def _validate(settings: dict[str, Any]) -> None:
+def _validate(settings: dict[str, Any], is_classifier: bool) -> None:
     num_classes = settings.get("num_classes")
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0:
+    if is_classifier and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes <= 0):
         raise ModelConfigError(
             f"num_classes must be a positive int, got {num_classes!r}; for features without a head use "
             "model.extract_feat(x) or model.forward_features(x)"

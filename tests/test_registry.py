@@ -6,7 +6,7 @@ import torch
 from beitv2_zoo import get_record, list_models
 from beitv2_zoo.errors import UnknownModelError
 from beitv2_zoo.labels import class_names, imagenet1k_classes, imagenet21k_classes, imagenet21k_wnids
-from beitv2_zoo.models import Beit, ARCHITECTURES
+from beitv2_zoo.models import ARCHITECTURES
 from beitv2_zoo.weights import ALL_RECORDS
 
 MMPRETRAIN_CLASSIFIERS = [
@@ -70,7 +70,7 @@ def test_record_is_complete_and_its_param_count_is_exact(record):
         if source.host == "openmmlab":
             assert source.sha256_prefix and source.url.endswith(f"-{source.sha256_prefix}.pth")
     with torch.device("meta"):
-        model = Beit(**{**ARCHITECTURES[record.architecture], **record.model_kwargs, "num_classes": record.num_classes})
+        model = ARCHITECTURES[record.architecture].build(**record.model_kwargs, num_classes=record.num_classes)
     assert sum(p.numel() for p in model.parameters()) == record.params
 
 

@@ -1,5 +1,32 @@
-"""Model definitions: the BEiT vision transformer and its classifier."""
+"""Model definitions, and the table that maps an architecture name to a class and its settings."""
 
-from .beit import ARCHITECTURES, Beit, build_beit
+from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["ARCHITECTURES", "Beit", "build_beit"]
+from torch import nn
+
+from .beit import BEIT_ARCHITECTURES, Beit, build_beit
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """A buildable architecture: ``model_class(**settings, **overrides)``.
+
+    Attributes:
+        model_class: the ``nn.Module`` subclass.
+        settings: its constructor keywords for this architecture.
+        is_classifier: takes ``num_classes`` and produces logits (``inference_model`` works).
+    """
+
+    model_class: type[nn.Module]
+    settings: dict[str, Any] = field(default_factory=dict)
+    is_classifier: bool = True
+
+    def build(self, **overrides: Any) -> nn.Module:
+        return self.model_class(**{**self.settings, **overrides})
+
+
+ARCHITECTURES: dict[str, Architecture] = {name: Architecture(Beit, settings) for name, settings in BEIT_ARCHITECTURES.items()}
+"""Every architecture name a weight record may use."""
+
+__all__ = ["ARCHITECTURES", "Architecture", "BEIT_ARCHITECTURES", "Beit", "build_beit"]

@@ -15,13 +15,13 @@ from torch.utils.checkpoint import checkpoint
 
 from ..layers import Block, PatchEmbed, RelativePositionBias, relative_position_index
 
-ARCHITECTURES: dict[str, dict[str, Any]] = {
+BEIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "beit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
     "beit_large_patch16": dict(patch_size=16, embed_dim=1024, depth=24, num_heads=16),
     # Tiny variant for tests and demos: same code paths, a thousandth of the compute.
     "test_beit_tiny": dict(patch_size=16, embed_dim=64, depth=4, num_heads=2),
 }
-"""Width, depth and heads of each named architecture; every other setting is a keyword of :class:`Beit`."""
+"""Width, depth and heads of each named BEiT classifier; every other setting is a keyword of :class:`Beit`."""
 
 
 class Beit(nn.Module):
@@ -253,7 +253,7 @@ def _bad_index(index: int, depth: int) -> int:
 
 
 def build_beit(arch: str, **kwargs: Any) -> Beit:
-    """Build a :class:`Beit` from an entry of :data:`ARCHITECTURES` plus keyword overrides."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(ARCHITECTURES))}")
-    return Beit(**{**ARCHITECTURES[arch], **kwargs})
+    """Build a :class:`Beit` from an entry of :data:`BEIT_ARCHITECTURES` plus keyword overrides."""
+    if arch not in BEIT_ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(BEIT_ARCHITECTURES))}")
+    return Beit(**{**BEIT_ARCHITECTURES[arch], **kwargs})

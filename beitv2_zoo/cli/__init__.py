@@ -1,0 +1,44 @@
+"""The ``beitv2-zoo`` command.
+
+Each sub-command lives in its own module of this package and exposes
+``register(commands)``, which adds its parser and sets ``handler``; heavy imports
+happen inside the handlers so that ``--help`` and ``list`` start fast.
+"""
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ..version import __version__
+from . import models as _models
+from . import predict as _predict
+
+DEFAULT_MODEL = _predict.DEFAULT_MODEL
+COMMAND_MODULES = (_models, _predict)
+"""Modules whose ``register(subparsers)`` adds sub-commands, in help order."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="beitv2-zoo", description="BEiT v2 and BEiT models, weights and inference.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in COMMAND_MODULES:
+        module.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``beitv2-zoo``; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    from ..errors import BeitZooError
+
+    try:
+        return args.handler(args)
+    except BeitZooError as error:
+        one_line = getattr(args, "one_line_errors", False)
+        print(f"error: {' '.join(str(error).split()) if one_line else error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,68 @@
+"""``beitv2-zoo list`` and ``beitv2-zoo info``."""
+
+import argparse
+import json
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    listing = commands.add_parser("list", help="list registered model names")
+    listing.add_argument("pattern", nargs="?", help="fnmatch wildcard, e.g. '*beitv2*'")
+    listing.set_defaults(handler=run_list)
+
+    info = commands.add_parser("info", help="show a model's weight record")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true", help="print the record as JSON")
+    info.set_defaults(handler=run_info)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    from ..registry import list_models
+
+    for name in list_models(args.pattern):
+        print(name)
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from ..hub import cached_file
+    from ..registry import get_record
+
+    record = get_record(args.name)
+    if args.json:
+        print(json.dumps(asdict(record), indent=2))
+        return 0
+    prep = record.preprocessing
+    rows = [("name", record.name)]
+    if record.aliases:
+        rows.append(("aliases", ", ".join(record.aliases)))
+    rows += [
+        ("architecture", f"{record.architecture}  ({record.params:,} params, {record.gmacs} GMACs)"),
+        ("task", record.task),
+        ("classes", f"{record.num_classes} ({record.label_set})"),
+        ("preprocessing", f"short edge {prep.resize_size} {prep.interpolation}, centre crop {prep.crop_size}, "
+                          f"mean {prep.mean}, std {prep.std}"),
+    ]
+    for metric in record.metrics:
+        top5 = f", top-5 {metric.top5}" if metric.top5 is not None else ""
+        rows.append(("result", f"{metric.dataset} top-1 {metric.top1}{top5}  [{metric.source}]"))
+    rows += [("licence", record.license), ("paper", record.paper)]
+    if record.converted_from:
+        rows.append(("converted from", record.converted_from))
+    if record.upstream:
+        rows.append(("fine-tuned from", record.upstream))
+    for source in record.sources:
+        if source.url is None:
+            rows.append(("source", f"hf-hub:{source.hf_repo}/{source.hf_filename}"))
+            continue
+        digest = f"sha256 {source.sha256}" if source.sha256 else (
+            f"sha256 {source.sha256_prefix}…" if source.sha256_prefix else "no published hash")
+        cached = cached_file(source)
+        state = "cached" if cached.is_file() else "not cached"
+        rows.append(("source", f"{source.url}  ({digest}; {state} at {cached})"))
+    if record.notes:
+        rows.append(("notes", record.notes))
+    for key, value in rows:
+        print(f"{key + ':':<16}{value}")
+    return 0

@@ -1,0 +1,55 @@
+"""``beitv2-zoo predict``: classify image files or folders."""
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_MODEL = "beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    predict = commands.add_parser("predict", help="classify images (files or folders)")
+    predict.add_argument("images", nargs="+", type=Path, help="image files or folders of images")
+    predict.add_argument("--model", default=DEFAULT_MODEL, help=f"registered name (default {DEFAULT_MODEL})")
+    predict.add_argument("--weights", help="local checkpoint file, https:// URL or hf-hub:org/repo instead of the default weights")
+    predict.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default cpu)")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per image")
+    predict.set_defaults(handler=run_predict, one_line_errors=True)
+
+
+def expand_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders replaced by the image files below them, sorted."""
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            images.append(path)
+    return images
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from ..factory import get_model
+    from ..inference import inference_model
+
+    images = expand_images(args.images)
+    if not images:
+        print("error: no images found in the given folders", file=sys.stderr)
+        return 1
+    model = get_model(args.model, pretrained=args.weights or True, device=args.device)
+    predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size)
+    for path, prediction in zip(images, predictions):
+        if args.json:
+            print(json.dumps({"image": str(path), "pred_label": prediction["pred_label"],
+                              "pred_score": prediction["pred_score"], "pred_class": prediction.get("pred_class"),
+                              "topk": [{"label": i, "class": c, "score": s} for i, c, s in prediction["pred_topk"]]}))
+            continue
+        print(f"{path}  ({args.model})")
+        for rank, (label, name, score) in enumerate(prediction["pred_topk"], start=1):
+            print(f"  {rank}. {score:7.2%}  {name}  [{label}]")
+    return 0
