@@ -10,11 +10,12 @@ import sys
 from collections.abc import Sequence
 
 from ..version import __version__
+from . import cards as _cards
 from . import models as _models
 from . import predict as _predict
 
 DEFAULT_MODEL = _predict.DEFAULT_MODEL
-COMMAND_MODULES = (_models, _predict)
+COMMAND_MODULES = (_models, _predict, _cards)
 """Modules whose ``register(subparsers)`` adds sub-commands, in help order."""
 
 
