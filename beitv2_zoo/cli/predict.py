@@ -19,6 +19,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=int, default=8)
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default cpu)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per image")
+    predict.add_argument("--show", type=Path, metavar="OUT.png",
+                         help="draw each image beside its top-k bar chart (a folder when several images)")
     predict.set_defaults(handler=run_predict, one_line_errors=True)
 
 
@@ -43,6 +45,8 @@ def run_predict(args: argparse.Namespace) -> int:
         return 1
     model = get_model(args.model, pretrained=args.weights or True, device=args.device)
     predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size)
+    if args.show:
+        _draw_predictions(images, predictions, args.show, args.model)
     for path, prediction in zip(images, predictions):
         if args.json:
             print(json.dumps({"image": str(path), "pred_label": prediction["pred_label"],
@@ -53,3 +57,16 @@ def run_predict(args: argparse.Namespace) -> int:
         for rank, (label, name, score) in enumerate(prediction["pred_topk"], start=1):
             print(f"  {rank}. {score:7.2%}  {name}  [{label}]")
     return 0
+
+
+def _draw_predictions(images: list[Path], predictions: list[dict], out: Path, model_name: str) -> None:
+    from ..transforms import load_image
+    from ..viz import predictions_figure
+
+    several = len(images) > 1
+    if several:
+        out.mkdir(parents=True, exist_ok=True)
+    for path, prediction in zip(images, predictions):
+        target = out / f"{path.stem}_top{len(prediction['pred_topk'])}.png" if several else out
+        predictions_figure(load_image(path), prediction["pred_topk"], title=f"{path.name}  |  {model_name}").save(target)
+        print(f"wrote {target}", file=sys.stderr)

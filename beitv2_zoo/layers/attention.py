@@ -60,18 +60,29 @@ class Attention(nn.Module):
             return None
         return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
-    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
-        batch, length, dim = x.shape
+    def _qkv_and_bias(
+        self, x: torch.Tensor, shared_bias: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``q, k, v`` as ``[B, H, L, D/H]`` and the total additive bias ``[H, L, L]`` (or ``None``)."""
+        batch, length, _ = x.shape
         qkv = F.linear(x, self.qkv.weight, self.qkv_bias())
         q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-
         bias = shared_bias
         if self.relative_position_bias_table is not None:
             own = gather_bias(self.relative_position_bias_table, self.relative_position_index)
             bias = own if bias is None else bias + own
-        if bias is not None:
-            bias = bias.to(q.dtype)
+        return q, k, v, None if bias is None else bias.to(q.dtype)
+
+    def attention_probs(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis)."""
+        q, k, _, bias = self._qkv_and_bias(x, shared_bias)
+        logits = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
+        return (logits if bias is None else logits + bias).softmax(dim=-1)
+
+    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
+        batch, length, dim = x.shape
+        q, k, v, bias = self._qkv_and_bias(x, shared_bias)
 
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0

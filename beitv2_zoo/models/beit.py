@@ -248,6 +248,19 @@ class Beit(nn.Module):
         return outputs
 
 
+    def attention_maps(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """Attention weights of block ``layer`` (negative counts from the end), ``[B, H, 1 + N, 1 + N]``."""
+        depth = len(self.blocks)
+        if not -depth <= layer < depth:
+            _bad_index(layer, depth)
+        layer %= depth
+        x = self._embed(x)
+        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        for block in self.blocks[:layer]:
+            x = block(x, shared_bias)
+        return self.blocks[layer].attn.attention_probs(self.blocks[layer].norm1(x), shared_bias)
+
+
 def _bad_index(index: int, depth: int) -> int:
     raise IndexError(f"block index {index} is out of range for a model with {depth} blocks")
 
