@@ -1,0 +1,72 @@
+"""Every script in examples/ runs as shipped, on the tiny architecture with local weights."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from beitv2_zoo.models import build_beit
+
+from .conftest import randomize_
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("examples") / "tiny.safetensors"
+    save_file(randomize_(build_beit("test_beit_tiny")).state_dict(), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory, photo_paths):
+    """Two classes, three crops each, cut from real photos."""
+    root = tmp_path_factory.mktemp("imagefolder")
+    for class_name, photo in (("cat", "chelsea.png"), ("cup", "coffee.png")):
+        (root / class_name).mkdir()
+        image = Image.open(photo_paths[photo]).convert("RGB")
+        for i in range(3):
+            box = (i * 20, i * 10, image.width - 40 + i * 20, image.height - 30 + i * 10)
+            image.crop(box).save(root / class_name / f"{class_name}{i}.jpg")
+    return root
+
+
+def run(script: str, *args: str, cwd: Path | None = None) -> str:
+    result = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True, text=True,
+                            timeout=300, cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_every_example_is_tested():
+    tested = {"classify.py", "knn_retrieval.py", "finetune_folder.py"} | set(EXTRA_EXAMPLES)
+    assert {p.name for p in EXAMPLES.glob("*.py")} == tested
+
+
+EXTRA_EXAMPLES: dict[str, tuple] = {}
+
+
+def test_classify(tiny_weights):
+    out = run("classify.py", str(EXAMPLES / "images"), "--model", "test_beit_tiny", "--weights", str(tiny_weights))
+    assert "chelsea.jpg" in out and "coffee.jpg" in out
+    assert out.count("%") == 10
+
+
+def test_knn_retrieval(tiny_weights, image_folder):
+    out = run("knn_retrieval.py", str(image_folder), "--k", "2", "--model", "test_beit_tiny", "--weights", str(tiny_weights))
+    lines = out.strip().splitlines()
+    assert len(lines) == 6 and all(line.count("(") == 2 for line in lines)
+
+
+def test_finetune_folder(tiny_weights, image_folder, tmp_path):
+    out = run("finetune_folder.py", str(image_folder), "--epochs", "2", "--batch-size", "3", "--lr", "1e-3",
+              "--model", "test_beit_tiny", "--weights", str(tiny_weights), cwd=tmp_path)
+    assert out.count("epoch ") == 2
+    assert (tmp_path / "finetuned.pth").is_file()
+    from beitv2_zoo import get_model
+
+    assert get_model(tmp_path / "finetuned.pth").num_classes == 2
