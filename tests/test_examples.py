@@ -43,11 +43,15 @@ def run(script: str, *args: str, cwd: Path | None = None) -> str:
 
 
 def test_every_example_is_tested():
-    tested = {"classify.py", "knn_retrieval.py", "finetune_folder.py"} | set(EXTRA_EXAMPLES)
+    tested = {name[len("test_"):] + ".py" for name in globals() if name.startswith("test_")} - {"every_example_is_tested.py"}
     assert {p.name for p in EXAMPLES.glob("*.py")} == tested
 
 
-EXTRA_EXAMPLES: dict[str, tuple] = {}
+def test_export_onnx(tiny_weights, tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = run("export_onnx.py", "--model", "test_beit_tiny", "--weights", str(tiny_weights),
+              "--image", str(EXAMPLES / "images" / "chelsea.jpg"), "--out", str(tmp_path / "tiny.onnx"))
+    assert "tiny.onnx:" in out and "%" in out
 
 
 def test_classify(tiny_weights):

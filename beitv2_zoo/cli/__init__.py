@@ -11,12 +11,13 @@ from collections.abc import Sequence
 
 from ..version import __version__
 from . import cards as _cards
+from . import export as _export
 from . import models as _models
 from . import pictures as _pictures
 from . import predict as _predict
 
 DEFAULT_MODEL = _predict.DEFAULT_MODEL
-COMMAND_MODULES = (_models, _predict, _pictures, _cards)
+COMMAND_MODULES = (_models, _predict, _pictures, _export, _cards)
 """Modules whose ``register(subparsers)`` adds sub-commands, in help order."""
 
 

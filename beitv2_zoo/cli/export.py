@@ -1,0 +1,40 @@
+"""``beitv2-zoo export``: a model as ONNX (dynamic batch), checked against onnxruntime when installed."""
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser("export", help="export a model to ONNX with a dynamic batch dimension")
+    export.add_argument("name", help="registered name, or a checkpoint file")
+    export.add_argument("--format", choices=["onnx"], default="onnx")
+    export.add_argument("--weights", help="local checkpoint, URL or hf-hub: spec (default: the name's weights)")
+    export.add_argument("--random", action="store_true", help="export with random weights (no download)")
+    export.add_argument("--out", type=Path, help="output file (default NAME.onnx)")
+    export.add_argument("--opset", type=int, default=18)
+    export.add_argument("--no-check", action="store_true", help="skip the onnxruntime comparison")
+    export.set_defaults(handler=run_export, one_line_errors=True)
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..export import check_onnx, export_onnx
+    from ..factory import get_model
+
+    pretrained = False if args.random else (args.weights or True)
+    model = get_model(args.name, pretrained=pretrained)
+    out = args.out or Path(f"{Path(args.name).stem if Path(args.name).suffix else args.name}.onnx")
+    export_onnx(model, out, opset=args.opset)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    if args.no_check:
+        return 0
+    try:
+        difference = check_onnx(model, out)
+    except ImportError:
+        print("onnxruntime is not installed: skipped the numeric check (pip install onnxruntime)", file=sys.stderr)
+        return 0
+    print(f"onnxruntime vs PyTorch, batches 1 and 3: max abs difference {difference:.2e}")
+    if difference > 1e-4:
+        print("error: the ONNX model differs from PyTorch by more than 1e-4", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,56 @@
+"""Export a model to ONNX with a dynamic batch dimension, and check it with onnxruntime."""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+logger = logging.getLogger(__name__)
+
+
+def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
+    """Write ``model`` (images ``[B, 3, S, S]`` → outputs) to ``path`` as ONNX; ``B`` is dynamic.
+
+    Uses the ``torch.export``-based exporter (needs ``onnxscript``) and falls back to the
+    TorchScript exporter when that is not installed.
+    """
+    path = Path(path)
+    size = model.patch_embed.img_size
+    example = torch.zeros(2, 3, size, size, device=next(model.parameters()).device)
+    model = model.eval()
+    try:
+        import onnxscript  # noqa: F401  (the dynamo exporter needs it)
+
+        batch = torch.export.Dim("batch", min=1, max=4096)
+        torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes={"x": {0: batch}},
+                          opset_version=opset, input_names=["images"], output_names=["outputs"], verbose=False)
+    except ImportError:
+        logger.info("onnxscript is not installed; using the TorchScript ONNX exporter")
+        torch.onnx.export(model, (example,), str(path), dynamo=False, opset_version=min(opset, 17),
+                          input_names=["images"], output_names=["outputs"],
+                          dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}})
+    return path
+
+
+def check_onnx(model: nn.Module, path: str | Path, batch_sizes: tuple[int, ...] = (1, 3), seed: int = 0) -> float:
+    """Largest absolute difference between onnxruntime and PyTorch outputs on random inputs.
+
+    Raises:
+        ImportError: onnxruntime is not installed (``pip install onnxruntime``).
+    """
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    size = model.patch_embed.img_size
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch in batch_sizes:
+        images = torch.randn(batch, 3, size, size, generator=generator)
+        with torch.inference_mode():
+            expected = model.cpu()(images).float().numpy()
+        actual = session.run(None, {input_name: images.numpy()})[0]
+        worst = max(worst, float(np.abs(actual - expected).max()))
+    return worst
