@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import linear
 from .rel_pos import gather_bias, num_relative_distances, relative_position_index
 
 
@@ -60,18 +61,41 @@ class Attention(nn.Module):
             return None
         return torch.cat([self.q_bias, torch.zeros_like(self.v_bias), self.v_bias])
 
+    def own_bias(self) -> torch.Tensor | None:
+        """This layer's relative position bias ``[H, L, L]``, or ``None`` without a table."""
+        if self.relative_position_bias_table is None:
+            return None
+        return gather_bias(self.relative_position_bias_table, self.relative_position_index)
+
+    def _derived(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """``(qkv_bias, own_bias)``, computed once and reused while no gradient is recorded.
+
+        Both are pure functions of parameters, so at inference they are cached and recomputed
+        only when a parameter is replaced or modified in place (its storage or version changes).
+        """
+        if torch.is_grad_enabled():
+            return self.qkv_bias(), self.own_bias()
+        sources = [p for p in (self.q_bias, self.v_bias, self.relative_position_bias_table) if p is not None]
+        stamp = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
+        if getattr(self, "_derived_stamp", None) != stamp:
+            self._derived_cache = (self.qkv_bias(), self.own_bias())
+            self._derived_stamp = stamp
+        return self._derived_cache
+
     def _qkv_and_bias(
         self, x: torch.Tensor, shared_bias: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``q, k, v`` as ``[B, H, L, D/H]`` and the total additive bias ``[H, L, L]`` (or ``None``)."""
+        """``q, k, v`` as ``[B, H, L, D/H]`` and the total additive bias ``[1, H, L, L]`` (or ``None``).
+
+        The bias is 4-D on purpose: ``scaled_dot_product_attention`` takes its fused (flash)
+        CPU kernel only for a 4-D mask and falls back to the slower math path for ``[H, L, L]``.
+        """
         batch, length, _ = x.shape
-        qkv = F.linear(x, self.qkv.weight, self.qkv_bias())
+        qkv_bias, own = self._derived()
+        qkv = linear(x, self.qkv.weight, qkv_bias)
         q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        bias = shared_bias
-        if self.relative_position_bias_table is not None:
-            own = gather_bias(self.relative_position_bias_table, self.relative_position_index)
-            bias = own if bias is None else bias + own
-        return q, k, v, None if bias is None else bias.to(q.dtype)
+        bias = shared_bias if own is None else (own if shared_bias is None else own + shared_bias)
+        return q, k, v, None if bias is None else bias.to(q.dtype).unsqueeze(0)
 
     def attention_probs(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis)."""
@@ -87,5 +111,8 @@ class Attention(nn.Module):
         x = F.scaled_dot_product_attention(
             q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
         )
-        x = x.transpose(1, 2).reshape(batch, length, dim)
-        return self.proj_drop(self.proj(x))
+        if torch.compiler.is_exporting():  # the ONNX exporter mis-strides a view of the fused kernel's output
+            x = torch.cat(x.unbind(1), dim=-1)
+        else:
+            x = x.transpose(1, 2).reshape(batch, length, dim)
+        return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from .linear import linear
+
 
 class Mlp(nn.Module):
     """``fc1 → GELU (exact erf) → fc2``; key names follow the official BEiT code.
@@ -20,4 +22,5 @@ class Mlp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, N, D]`` → ``[B, N, D]``."""
-        return self.fc2(self.act(self.fc1(x)))
+        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)
+        return linear(hidden, self.fc2.weight, self.fc2.bias)
