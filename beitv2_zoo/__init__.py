@@ -3,7 +3,14 @@
 >>> from beitv2_zoo import inference_model, get_model, list_models
 >>> list_models('*beitv2*')[:2]
 ['beit-base-p16_beitv2-in21k-pre_3rdparty_in1k', 'beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k']
+
+Names that need PyTorch (``get_model``, ``inference_model``, ``create_transform``) are
+imported on first use, so ``import beitv2_zoo``, ``list_models`` and the command line's
+``list``/``info`` start without loading torch.
 """
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .errors import (
     BeitZooError,
@@ -16,11 +23,29 @@ from .errors import (
     UnsafeCheckpointError,
     WeightsDownloadError,
 )
-from .factory import get_model
-from .inference import inference_model
 from .registry import get_record, list_models
-from .transforms import create_transform
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .factory import get_model
+    from .inference import inference_model
+    from .transforms import create_transform
+
+_LAZY = {"get_model": "factory", "inference_model": "inference", "create_transform": "transforms"}
+"""Public name → submodule that defines it, imported when the name is first used."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "BeitZooError",

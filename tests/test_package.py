@@ -18,6 +18,9 @@ def test_import_touches_neither_train_nor_network():
         beitv2_zoo.list_models()
         loaded = [m for m in sys.modules if m.startswith("beitv2_zoo.train")]
         assert not loaded, loaded
+        assert "torch" not in sys.modules, "import beitv2_zoo and list_models must not load torch"
+        from beitv2_zoo import get_model  # the lazy names still resolve
+        assert callable(get_model) and "torch" in sys.modules
         print("ok")
         """
     )
