@@ -7,7 +7,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .errors import ModelConfigError
 from .factory import get_model
+from .registry import get_record, is_model
 from .labels import class_names as label_set_names
 from .transforms import ImageInput, create_transform
 
@@ -39,10 +41,15 @@ def inference_model(
         ``(label, class, score)``) when ``topk`` is given. A list of inputs gives a list.
     """
     if isinstance(model, str):
+        if is_model(model):
+            _require_classifier(model, get_record(model).task)  # before any download
         kwargs.setdefault("pretrained", True)
         model = get_model(model, **kwargs)
     elif kwargs:
         raise TypeError(f"unexpected keyword arguments for an already-built model: {sorted(kwargs)}")
+    if not getattr(model, "num_classes", 0):
+        record = getattr(model, "weights_info", None)
+        _require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
@@ -50,15 +57,28 @@ def inference_model(
     items = [inputs] if single else list(inputs)
     transform = create_transform(model)
     names = _class_names(model)
-    device = next(model.parameters()).device
+    parameter = next(model.parameters())
+    device, dtype = parameter.device, parameter.dtype
 
     results: list[Prediction] = []
     for start in range(0, len(items), batch_size):
-        batch = torch.stack([transform(item) for item in items[start : start + batch_size]]).to(device)
+        batch = torch.stack([transform(item) for item in items[start : start + batch_size]]).to(device, dtype)
         with torch.inference_mode():
             probabilities = model(batch).float().softmax(dim=-1).cpu().numpy()
         results.extend(_prediction(p, names, topk) for p in probabilities)
     return results[0] if single else results
+
+
+def _require_classifier(name: str, task: str) -> None:
+    """Like mmpretrain, which has no inferencer for its pretraining models, refuse what has no class head."""
+    if task == "image-classification":
+        return
+    hint = {
+        "masked-image-modeling": "model(x) / model.extract_feat(x) give its block outputs and "
+        "model.tokenizer.encode(images) its visual tokens",
+        "visual-tokenizer": "model.encode(images) gives the code ids (or `beitv2-zoo tokens IMAGE`)",
+    }.get(task, "use model.extract_feat(x)")
+    raise ModelConfigError(f"inference_model classifies images, but {name!r} ({task}) has no classification head; {hint}")
 
 
 def _class_names(model: nn.Module) -> tuple[str, ...] | None:
