@@ -1,17 +1,21 @@
 """``inference_model``: images in, mmpretrain-style predictions out."""
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .errors import ModelConfigError
+from .errors import ImageLoadError, ModelConfigError
 from .factory import get_model
-from .registry import get_record, is_model
 from .labels import class_names as label_set_names
+from .registry import get_record, is_model
 from .transforms import ImageInput, create_transform
+
+logger = logging.getLogger(__name__)
 
 Prediction = dict[str, Any]
 
@@ -22,8 +26,10 @@ def inference_model(
     *,
     topk: int | None = None,
     batch_size: int = 8,
+    num_workers: int = 2,
+    on_error: str = "raise",
     **kwargs: Any,
-) -> Prediction | list[Prediction]:
+) -> Prediction | list[Prediction | None]:
     """Classify one image or a list of images, as mmpretrain's ``inference_model`` does.
 
     Args:
@@ -32,6 +38,10 @@ def inference_model(
         inputs: a path, a PIL image, an RGB ``uint8`` HWC array, a CHW tensor, or a list of them.
         topk: also return the ``topk`` best classes under ``'pred_topk'``.
         batch_size: images per forward pass when ``inputs`` is a list.
+        num_workers: threads that decode and preprocess the next batch while the model
+            computes the current one (``0``: all in the calling thread).
+        on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`) or
+            ``'skip'`` (it is logged and its result is ``None``).
         **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
 
     Returns:
@@ -52,6 +62,8 @@ def inference_model(
         _require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
 
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
@@ -60,13 +72,46 @@ def inference_model(
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
 
-    results: list[Prediction] = []
-    for start in range(0, len(items), batch_size):
-        batch = torch.stack([transform(item) for item in items[start : start + batch_size]]).to(device, dtype)
-        with torch.inference_mode():
-            probabilities = model(batch).float().softmax(dim=-1).cpu().numpy()
-        results.extend(_prediction(p, names, topk) for p in probabilities)
+    results: list[Prediction | None] = []
+    for tensors in _preprocessed_batches(items, transform, batch_size, num_workers, on_error):
+        good = [t for t in tensors if t is not None]
+        probabilities = iter(())
+        if good:
+            with torch.inference_mode():
+                probabilities = iter(model(torch.stack(good).to(device, dtype)).float().softmax(dim=-1).cpu().numpy())
+        results.extend(None if t is None else _prediction(next(probabilities), names, topk) for t in tensors)
     return results[0] if single else results
+
+
+def _preprocessed_batches(
+    items: list[ImageInput], transform: Callable[[ImageInput], torch.Tensor], batch_size: int, workers: int, on_error: str
+) -> Iterator[list[torch.Tensor | None]]:
+    """Yield the transformed images batch by batch; the next batch is prepared in threads meanwhile.
+
+    Pillow releases the GIL while decoding and resizing, so threads overlap with the model.
+    At most two batches are held at once. Failed images are ``None`` when ``on_error='skip'``.
+    """
+
+    def prepare(item: ImageInput) -> torch.Tensor | None:
+        try:
+            return transform(item)
+        except ImageLoadError as error:
+            if on_error == "raise":
+                raise
+            logger.warning("skipped: %s", error)
+            return None
+
+    chunks = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    if workers == 0 or len(chunks) == 1:
+        for chunk in chunks:
+            yield [prepare(item) for item in chunk]
+        return
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending = [pool.submit(prepare, item) for item in chunks[0]]
+        for following in chunks[1:] + [None]:
+            current = pending
+            pending = [pool.submit(prepare, item) for item in following] if following else []
+            yield [future.result() for future in current]
 
 
 def _require_classifier(name: str, task: str) -> None:

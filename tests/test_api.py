@@ -164,3 +164,23 @@ def test_21k_heads_get_imagenet21k_names(tmp_path, photo_paths):
 def test_device_argument():
     model = get_model("test_beit_tiny", device=torch.device("cpu"))
     assert next(model.parameters()).device == torch.device("cpu")
+
+
+def test_background_preprocessing_gives_the_same_results(tiny, photo_paths):
+    inputs = [photo_paths[k] for k in sorted(photo_paths)] * 2
+    threaded = inference_model(tiny, inputs, batch_size=2, num_workers=2)
+    inline = inference_model(tiny, inputs, batch_size=2, num_workers=0)
+    assert [p["pred_label"] for p in threaded] == [p["pred_label"] for p in inline]
+    assert max(max_abs_diff(a["pred_scores"], b["pred_scores"]) for a, b in zip(threaded, inline)) == 0.0
+
+
+def test_unreadable_images_raise_or_are_skipped(tiny, photo_paths, tmp_path, caplog):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo_paths["chelsea.jpg"].read_bytes()[:500])
+    inputs = [photo_paths["coffee.png"], broken, photo_paths["chelsea.png"]]
+    with pytest.raises(ImageLoadError, match="broken.jpg"):
+        inference_model(tiny, inputs, batch_size=2)
+    results = inference_model(tiny, inputs, batch_size=2, on_error="skip")
+    assert results[1] is None and results[0] is not None and results[2] is not None
+    assert "broken.jpg" in caplog.text
+    assert results[2]["pred_label"] == inference_model(tiny, photo_paths["chelsea.png"])["pred_label"]

@@ -81,3 +81,15 @@ def test_predict_without_reachable_weights_fails_in_one_clear_line(tmp_path):
     assert "https://download.openmmlab.com/mmclassification/v0/beit/beitv2-base_3rdparty_in1k_20221114-73e11905.pth" in line
     assert str(tmp_path / "checkpoints" / "beitv2-base_3rdparty_in1k_20221114-73e11905.pth") in line
     assert "--weights PATH" in line
+
+
+def test_predict_folder_skips_unreadable_images(capsys, tiny_weights, photo_paths, tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "good.png").write_bytes(photo_paths["coffee.png"].read_bytes())
+    (folder / "bad.jpg").write_bytes(b"not a jpeg at all")
+    assert main(["predict", str(folder), "--model", "test_beit_tiny", "--weights", str(tiny_weights), "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = [json.loads(line) for line in captured.out.splitlines()]
+    assert [row["image"].endswith("good.png") for row in rows] == [True]
+    assert "skipped 1 unreadable image(s) of 2" in captured.err

@@ -17,6 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--weights", help="local checkpoint file, https:// URL or hf-hub:org/repo instead of the default weights")
     predict.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
     predict.add_argument("--batch-size", type=int, default=8)
+    predict.add_argument("--workers", type=int, default=2, help="threads decoding the next batch during compute (default 2)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default cpu)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per image")
     predict.add_argument("--show", type=Path, metavar="OUT.png",
@@ -44,10 +45,14 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: no images found in the given folders", file=sys.stderr)
         return 1
     model = get_model(args.model, pretrained=args.weights or True, device=args.device)
-    predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size)
+    predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size,
+                                  num_workers=args.workers, on_error="skip" if len(images) > 1 else "raise")
     if args.show:
         _draw_predictions(images, predictions, args.show, args.model)
+    skipped = sum(p is None for p in predictions)
     for path, prediction in zip(images, predictions):
+        if prediction is None:
+            continue
         if args.json:
             print(json.dumps({"image": str(path), "pred_label": prediction["pred_label"],
                               "pred_score": prediction["pred_score"], "pred_class": prediction.get("pred_class"),
@@ -56,7 +61,9 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"{path}  ({args.model})")
         for rank, (label, name, score) in enumerate(prediction["pred_topk"], start=1):
             print(f"  {rank}. {score:7.2%}  {name}  [{label}]")
-    return 0
+    if skipped:
+        print(f"skipped {skipped} unreadable image(s) of {len(images)}", file=sys.stderr)
+    return 0 if skipped < len(images) else 1
 
 
 def _draw_predictions(images: list[Path], predictions: list[dict], out: Path, model_name: str) -> None:
@@ -67,6 +74,8 @@ def _draw_predictions(images: list[Path], predictions: list[dict], out: Path, mo
     if several:
         out.mkdir(parents=True, exist_ok=True)
     for path, prediction in zip(images, predictions):
+        if prediction is None:
+            continue
         target = out / f"{path.stem}_top{len(prediction['pred_topk'])}.png" if several else out
         predictions_figure(load_image(path), prediction["pred_topk"], title=f"{path.name}  |  {model_name}").save(target)
         print(f"wrote {target}", file=sys.stderr)
