@@ -96,6 +96,22 @@ def _usage(record: WeightRecord) -> list[str]:
             f"model = get_model('{record.name}', pretrained=True)",
             "features = model.extract_feat(images)[-1]   # [B, D] pooled, normalised feature",
         ]
+    elif record.task == "visual-tokenizer":
+        body = [
+            "from beitv2_zoo import get_model",
+            "",
+            f"tokenizer = get_model('{record.name}', pretrained=True)",
+            "ids = tokenizer.encode(images)   # images in [0, 1], [B, 3, 224, 224] -> code ids [B, 14, 14]",
+        ]
+    elif record.task == "masked-image-modeling":
+        body = [
+            "from beitv2_zoo import get_model",
+            "",
+            f"model = get_model('{record.name}', pretrained=True)",
+            "early, last = model(x)   # x ImageNet-normalised; raw outputs of the aggregation block and the last block",
+            "targets = model.tokenizer.encode(images)   # images in [0, 1] -> code ids [B, 14, 14]",
+            "losses = model.loss(x, images, mask)   # mask [B, 14, 14], e.g. from beitv2_zoo.masking",
+        ]
     else:
         body = [
             "import torch",

@@ -6,9 +6,15 @@ Three layouts are recognised automatically:
 * ``official`` (microsoft/unilm): ``{'model' | 'module': {'blocks.0.norm1.weight', …, 'relative_position_index'}}``
 * ``timm``: a flat ``{'blocks.0.norm1.weight', …}`` in ``.safetensors`` or ``.pth``
 
-and converted to the canonical (official) key names by :mod:`beitv2_zoo.convert`.
+and converted to the canonical (official) key names by :mod:`beitv2_zoo.convert`. The same
+three families hold BEiT v2 pretraining models (mmpretrain ``backbone.mask_token`` /
+``neck.patch_aggregation`` / ``head.cls_head`` / ``target_generator``; official
+``cls_pt_layers`` / ``lm_head``) and VQ-KD tokenizers (``encoder.*`` + ``quantize.*``, with
+mmpretrain's ``encoder.layers`` or the official ``encoder.blocks``); those are converted by
+:mod:`beitv2_zoo.convert_pretrain`.
 """
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -19,13 +25,24 @@ import torch
 from torch import nn
 
 from .convert import StateDict, drop_index_buffers, mmpretrain_to_canonical
+from .convert_pretrain import (
+    is_mmpretrain_pretrain_state,
+    is_tokenizer_state,
+    mmpretrain_pretrain_to_canonical,
+    mmpretrain_vqkd_to_canonical,
+    official_vqkd_to_canonical,
+    tokenizer_layout,
+)
 from .errors import CheckpointError, CheckpointMismatchError
 from .layers import resize_rel_pos_bias_table
 from .safe_pickle import load_pickle_checkpoint
+from .safetensors_io import load_mmap, read_header
 
 logger = logging.getLogger(__name__)
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")
+CANONICAL_FORMAT = "beitv2_zoo"
+"""``format`` metadata of safetensors files written by ``beitv2-zoo convert`` (:mod:`beitv2_zoo.convert_file`)."""
 _SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"
 
 
@@ -35,7 +52,7 @@ class Checkpoint:
 
     Attributes:
         state_dict: canonical tensors.
-        layout: ``'mmpretrain'``, ``'official'`` or ``'timm'``.
+        layout: ``'mmpretrain'``, ``'official'``, ``'timm'`` or ``'canonical'`` (written by ``beitv2-zoo convert``).
         path: the file it was read from.
         classes: class names stored in the file (mmpretrain ``meta.dataset_meta``), if any.
         metadata: string metadata of a safetensors file.
@@ -54,11 +71,14 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise CheckpointError(f"checkpoint file {path} does not exist")
     if _is_safetensors(path):
-        raw, metadata = _read_safetensors(path), _safetensors_metadata(path)
+        raw, metadata = _read_safetensors(path)
     else:
         raw, metadata = load_pickle_checkpoint(path), {}
     state_dict, layout = split_layout(raw, path)
-    return Checkpoint(state_dict, layout, path, _classes_from_meta(raw), metadata)
+    if metadata.get("format") == CANONICAL_FORMAT:
+        layout = "canonical"
+    classes = _classes_from_meta(raw) or _classes_from_metadata(metadata)
+    return Checkpoint(state_dict, layout, path, classes, metadata)
 
 
 def _is_safetensors(path: Path) -> bool:
@@ -70,21 +90,26 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
-def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors (views on a private memory mapping of the file: loading them into a model
+    built on the ``meta`` device with ``assign=True`` copies nothing) and the string metadata."""
     try:
-        return load_file(str(path), device="cpu")
-    except (SafetensorError, OSError, ValueError) as error:
+        return load_mmap(path), read_header(path).metadata
+    except CheckpointError:
+        raise
+    except (OSError, RuntimeError, ValueError) as error:
         raise CheckpointError(f"{path}: cannot read the safetensors file ({error}); it is probably truncated") from None
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as handle:
-        return dict(handle.metadata() or {})
+def _classes_from_metadata(metadata: dict[str, str]) -> tuple[str, ...] | None:
+    """Class names stored by ``beitv2-zoo convert`` as a JSON list under ``classes``."""
+    try:
+        classes = json.loads(metadata.get("classes", "null"))
+    except json.JSONDecodeError:
+        return None
+    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
+        return tuple(classes)
+    return None
 
 
 def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, str]:
@@ -106,7 +131,13 @@ def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, st
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
     if any(k.startswith("backbone.") for k in tensors):
+        if is_mmpretrain_pretrain_state(tensors):
+            return mmpretrain_pretrain_to_canonical(tensors), "mmpretrain"
         return mmpretrain_to_canonical(tensors), "mmpretrain"
+    if is_tokenizer_state(tensors):
+        if tokenizer_layout(tensors) == "mmpretrain":
+            return mmpretrain_vqkd_to_canonical(tensors), "mmpretrain"
+        return official_vqkd_to_canonical(tensors), "official"
     layout = "official" if any(k.endswith("relative_position_index") for k in tensors) else "timm"
     return drop_index_buffers(tensors), layout
 
@@ -129,7 +160,12 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict
     * a shared relative position table is copied into each block when the model has
       per-block tables (the official fine-tuning rule);
     * relative position tables and ``pos_embed`` are resized to the model's grid;
-    * the classification head is dropped (and logged) when its size differs from the model's.
+    * the classification head is dropped (and logged) when its size differs from the model's;
+    * a masked-image-modeling checkpoint loaded into a classifier loses its pretraining-only
+      tensors (``mask_token``, ``lm_head``, ``cls_pt_layers``, ``tokenizer``, and ``norm`` when
+      the classifier pools into ``fc_norm``), and ``fc_norm`` and the head start fresh, as the
+      official fine-tuning does (logged);
+    * a tokenizer's training-only decoder is dropped (and logged) when the model has none.
 
     Returns:
         ``(adapted state dict, model keys deliberately left for the caller to initialise)``.
@@ -149,16 +185,17 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict
             continue
         if key.endswith("relative_position_bias_table"):
             adapted[key] = resize_rel_pos_bias_table(value, _window_of(model, key))
-        elif key == "pos_embed":
+        elif key == "pos_embed" or key.endswith(".pos_embed"):  # also a tokenizer's encoder and decoder
             adapted[key] = resize_pos_embed(value, target[key].shape[1] - 1)
 
-    left_out: list[str] = []
+    _drop_tokenizer_decoder(adapted, target)
+    left_out = _drop_pretraining_only(adapted, target)
     head_keys = [k for k in ("head.weight", "head.bias") if k in adapted]
     if head_keys and any(k not in target or target[k].shape != adapted[k].shape for k in head_keys):
         old_classes = adapted["head.weight"].shape[0] if "head.weight" in adapted else -1
         for key in head_keys:
             del adapted[key]
-        left_out = [k for k in ("head.weight", "head.bias") if k in target]
+        left_out.extend(k for k in ("head.weight", "head.bias") if k in target)
         new_classes = target["head.weight"].shape[0] if "head.weight" in target else 0
         logger.warning(
             "dropped the checkpoint's %d-class head because the model has num_classes=%d; "
@@ -167,6 +204,47 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict
             new_classes,
         )
     return adapted, left_out
+
+
+_PRETRAINING_ONLY = ("mask_token", "lm_head.", "cls_pt_layers.", "cls_pt_norm.", "cls_pt_lm_head.", "tokenizer.")
+_DECODER_PARTS = ("decoder.", "decode_task_layer.")
+
+
+def _drop_pretraining_only(adapted: StateDict, target: StateDict) -> list[str]:
+    """Fit a BEiT v2 pretraining checkpoint to a classifier in place; returns the head keys left to initialise."""
+    if "mask_token" not in adapted or "mask_token" in target:
+        return []
+    dropped = [k for k in adapted if k.startswith(_PRETRAINING_ONLY) or (k.startswith("norm.") and k not in target)]
+    for key in dropped:
+        del adapted[key]
+    fresh = []
+    for key in ("fc_norm.weight", "fc_norm.bias"):
+        if key in target and key not in adapted:  # a fresh LayerNorm: weight 1, bias 0
+            adapted[key] = (torch.ones if key.endswith("weight") else torch.zeros)(target[key].shape)
+            fresh.append(key)
+    left_out = [k for k in ("head.weight", "head.bias") if k in target and k not in adapted]
+    logger.warning(
+        "loaded a pretraining checkpoint into a classifier: dropped its pretraining-only tensors (%s, %d in all); "
+        "%s start fresh, as in the official fine-tuning",
+        ", ".join(sorted({k.split(".", 1)[0] for k in dropped})),
+        len(dropped),
+        " and ".join(sorted({k.split(".", 1)[0] for k in fresh + left_out})) or "no tensors",
+    )
+    return left_out
+
+
+def _drop_tokenizer_decoder(adapted: StateDict, target: StateDict) -> None:
+    """Drop a VQ-KD decoder (used only to train the tokenizer) in place when the model has none."""
+    for owner in ("", "tokenizer."):
+        parts = tuple(owner + part for part in _DECODER_PARTS)
+        if owner + "quantize.embedding.weight" not in adapted or any(k.startswith(parts) for k in target):
+            continue
+        dropped = [k for k in adapted if k.startswith(parts)]
+        for key in dropped:
+            del adapted[key]
+        if dropped:
+            logger.info("dropped the tokenizer's training-only decoder (%d tensors under %s)", len(dropped),
+                        " and ".join(f"{p}*" for p in parts))
 
 
 def _window_of(model: nn.Module, table_key: str) -> tuple[int, int]:

@@ -35,3 +35,8 @@ class WeightsDownloadError(BeitZooError, OSError):
 
 class HashMismatchError(WeightsDownloadError):
     """A downloaded or cached file whose sha256 differs from the record; the bad file has been deleted."""
+
+
+class CacheWriteError(WeightsDownloadError):
+    """The cache folder cannot be written (disk full, quota, permission); no partial file is left
+    under the final name, and the message names the folder and how to point the cache elsewhere."""

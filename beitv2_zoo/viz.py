@@ -147,3 +147,71 @@ def curves_figure(series: dict[str, Sequence[tuple[float, float]]], title: str =
             draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
         draw.text((right - 40, bottom + 20), x_label, fill=_MUTED, font=_font(11))
     return canvas
+
+
+def token_colors(ids: np.ndarray) -> np.ndarray:
+    """A stable colour per code id: RGB ``uint8`` of shape ``ids.shape + (3,)``.
+
+    The id is mixed by an integer hash (the same on every run and machine) into a hue, a
+    saturation in 0.55..0.95 and a value in 0.70..0.95, so neighbouring ids look unrelated.
+    """
+    mixed = (np.asarray(ids, dtype=np.uint64) + np.uint64(1)) * np.uint64(0x9E3779B1) % np.uint64(2**32)
+    mixed ^= mixed >> np.uint64(15)
+    mixed = mixed * np.uint64(0x85EBCA6B) % np.uint64(2**32)
+    hue = (mixed & np.uint64(0xFFFF)).astype(np.float64) / 65536.0
+    saturation = 0.55 + 0.40 * ((mixed >> np.uint64(16)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    value = 0.70 + 0.25 * ((mixed >> np.uint64(24)) & np.uint64(0xFF)).astype(np.float64) / 255.0
+    sector = np.floor(hue * 6.0)
+    frac = hue * 6.0 - sector
+    p, q, t = value * (1 - saturation), value * (1 - frac * saturation), value * (1 - (1 - frac) * saturation)
+    choices = [(value, t, p), (q, value, p), (p, value, t), (p, q, value), (t, p, value), (value, p, q)]
+    rgb = np.zeros(np.shape(ids) + (3,), dtype=np.float64)
+    for index, (r, g, b) in enumerate(choices):
+        where = sector % 6 == index
+        rgb[where] = np.stack([r, g, b], axis=-1)[where]
+    return (rgb * 255).round().astype(np.uint8)
+
+
+def token_map_figure(image: Image.Image, ids: np.ndarray, title: str = "") -> Image.Image:
+    """The tokenizer's input crop, the crop under its token map, and the map with every code id.
+
+    Args:
+        image: the crop the tokenizer saw, ``S × S`` RGB.
+        ids: code ids ``[h, w]``; each code gets the colour :func:`token_colors` gives it.
+        title: a caption above the pictures.
+    """
+    ids = np.asarray(ids)
+    rows, cols = ids.shape
+    cell = max(24, 448 // max(rows, cols))
+    width, height = cols * cell, rows * cell
+    crop = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    colours = token_colors(ids)
+    tokens = Image.fromarray(colours).resize((width, height), Image.Resampling.NEAREST)
+    overlay = Image.blend(crop, tokens, 0.5)
+    labelled = tokens.copy()
+    draw_map = ImageDraw.Draw(labelled)
+    font = _font(max(9, cell // 3))
+    for r in range(rows):
+        for c in range(cols):
+            red, green, blue = (int(v) for v in colours[r, c])
+            ink = (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)
+            box = draw_map.textbbox((0, 0), str(ids[r, c]), font=font)
+            x = c * cell + (cell - (box[2] - box[0])) / 2
+            y = r * cell + (cell - (box[3] - box[1])) / 2 - box[1]
+            draw_map.text((x, y), str(ids[r, c]), fill=ink, font=font)
+    for picture in (overlay, labelled):
+        grid = ImageDraw.Draw(picture)
+        for k in range(1, rows):
+            grid.line((0, k * cell, width, k * cell), fill=(255, 255, 255), width=1)
+        for k in range(1, cols):
+            grid.line((k * cell, 0, k * cell, height), fill=(255, 255, 255), width=1)
+    margin, caption = 16, 28
+    canvas = Image.new("RGB", (3 * width + 4 * margin, height + 2 * margin + caption), _BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    draw.text((margin, margin), title or "visual tokens", fill=_INK, font=_font(16))
+    for index, (picture, label) in enumerate(((crop, "input"), (overlay, "tokens over input"), (labelled, "code ids"))):
+        x = margin + index * (width + margin)
+        canvas.paste(picture, (x, margin + caption))
+        if index < 2:
+            draw.text((x + 4, margin + caption + 4), label, fill=(255, 255, 255), font=_font(13))
+    return canvas

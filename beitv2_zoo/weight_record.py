@@ -74,9 +74,11 @@ class WeightRecord:
         name: the registry name.
         architecture: key of :data:`beitv2_zoo.models.ARCHITECTURES`.
         model_kwargs: constructor settings beyond the architecture (pooling, layer scale, …).
-        num_classes: classes of the head in the file.
-        label_set: ``'imagenet-1k'`` or ``'imagenet-21k'``.
-        task: ``'image-classification'`` for every classifier.
+        num_classes: classes of the head in the file; ``0`` for a model without a
+            classification head (a pretraining model or a tokenizer).
+        label_set: ``'imagenet-1k'`` or ``'imagenet-21k'``; ``None`` without a classification head.
+        task: ``'image-classification'``, ``'masked-image-modeling'`` (a BEiT v2 pretraining
+            model) or ``'visual-tokenizer'`` (a VQ-KD tokenizer).
         sources: where the file can be fetched, tried in order.
         preprocessing: the evaluation transform the metrics were measured with.
         metrics: published results, each with its source.
@@ -89,12 +91,14 @@ class WeightRecord:
         training_data: datasets seen, in order.
         aliases: other names that resolve to this record.
         notes: anything a user should know (evaluation protocol differences, …).
+        tokenizer: for a pretraining model, the name of the tokenizer record whose weights
+            are attached as ``model.tokenizer`` when this record's file does not hold them.
     """
 
     name: str
     architecture: str
     num_classes: int
-    label_set: str
+    label_set: str | None
     sources: tuple[Source, ...]
     preprocessing: Preprocessing
     params: int
@@ -109,3 +113,4 @@ class WeightRecord:
     training_data: tuple[str, ...] = ()
     aliases: tuple[str, ...] = ()
     notes: str = ""
+    tokenizer: str | None = None

@@ -12,11 +12,14 @@ EXAMPLE_IMAGE = REPO / "examples" / "images" / "chelsea.jpg"
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path_factory, monkeypatch):
-    """Every test gets its own empty cache and no offline / mirror settings from the environment."""
+    """Every test gets its own empty cache and no offline / mirror / progress settings from the
+    environment; retries wait 10 ms instead of seconds (the count of retries is unchanged)."""
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("BEITV2_ZOO_CACHE", str(cache))
-    monkeypatch.delenv("BEITV2_ZOO_OFFLINE", raising=False)
-    monkeypatch.delenv("BEITV2_ZOO_URL_MAP", raising=False)
+    for name in ("BEITV2_ZOO_OFFLINE", "BEITV2_ZOO_URL_MAP", "BEITV2_ZOO_PROGRESS", "BEITV2_ZOO_TIMEOUT",
+                 "BEITV2_ZOO_RETRIES"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("BEITV2_ZOO_BACKOFF", "0.01")
     return cache
 
 

@@ -58,25 +58,52 @@ def test_unknown_name_suggests_the_closest():
 
 @pytest.mark.parametrize("record", ALL_RECORDS, ids=lambda r: r.name)
 def test_record_is_complete_and_its_param_count_is_exact(record):
-    assert record.architecture in ARCHITECTURES
-    assert record.label_set in ("imagenet-1k", "imagenet-21k")
-    assert len(class_names(record.label_set)) == record.num_classes
+    architecture = ARCHITECTURES[record.architecture]
+    assert record.task in ("image-classification", "masked-image-modeling", "visual-tokenizer")
+    assert architecture.is_classifier == (record.task == "image-classification")
+    if architecture.is_classifier:
+        assert record.label_set in ("imagenet-1k", "imagenet-21k")
+        assert len(class_names(record.label_set)) == record.num_classes
+    else:  # pretraining models and tokenizers have no classification head
+        assert record.num_classes == 0 and record.label_set is None
+    if record.task == "masked-image-modeling":
+        assert record.tokenizer and get_record(record.tokenizer).task == "visual-tokenizer"
     assert record.license and record.paper.startswith("https://arxiv.org/")
     if not record.name.startswith("test_"):
         assert record.sources, "every published record names where to get its file"
-        assert record.metrics or record.num_classes == 21841
+        if architecture.is_classifier:
+            assert record.metrics or record.num_classes == 21841
     for source in record.sources:
         assert (source.url is None) != (source.hf_repo is None)
-        if source.host == "openmmlab":
-            assert source.sha256_prefix and source.url.endswith(f"-{source.sha256_prefix}.pth")
+        if source.sha256_prefix:
+            assert source.url.endswith(f"-{source.sha256_prefix}.pth")
+        elif source.host == "openmmlab":  # every OpenMMLab file name carries its hash, except the tokenizer's
+            assert source.url.endswith("/target_generator_ckpt/vqkd_encoder.pth")
+    extra = {"num_classes": record.num_classes} if architecture.is_classifier else {}
     with torch.device("meta"):
-        model = ARCHITECTURES[record.architecture].build(**record.model_kwargs, num_classes=record.num_classes)
+        model = architecture.build(**record.model_kwargs, **extra)
     assert sum(p.numel() for p in model.parameters()) == record.params
 
 
 def test_published_parameter_counts():
     assert get_record("beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k").params == 86_530_984
     assert get_record("beitv2_large_patch16_224_pt1k_ft1k").params == 304_430_568
+    assert get_record("beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k").params == 192_809_840  # as mmpretrain builds it
+
+
+def test_pretraining_models_and_tokenizers_are_registered():
+    pretrain = ["beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k"] + [
+        f"beitv2_{size}_patch16_224_{suffix}" for size in ("base", "large") for suffix in ("pt1k_300e", "pt1k")]
+    tokenizers = ["vqkd_encoder_base_decoder_1x768x12_clip", "vqkd_encoder_base_decoder_3x768x12_clip",
+                  "vqkd_encoder_base_decoder_1x768x12_dino", "vqkd_encoder"]
+    assert set(pretrain + tokenizers) <= set(list_models())
+    assert {get_record(n).task for n in pretrain} == {"masked-image-modeling"}
+    assert {get_record(n).task for n in tokenizers} == {"visual-tokenizer"}
+    prefixes = {n: get_record(n).sources[0].sha256_prefix for n in tokenizers}
+    assert prefixes == {"vqkd_encoder_base_decoder_1x768x12_clip": "d93179da",
+                        "vqkd_encoder_base_decoder_3x768x12_clip": "d5036aa7",
+                        "vqkd_encoder_base_decoder_1x768x12_dino": "663c55d7", "vqkd_encoder": None}
+    assert get_record("vqkd_encoder").preprocessing.mean == (0.0, 0.0, 0.0)  # encode takes pixels in [0, 1]
 
 
 def test_preprocessing_follows_each_source():

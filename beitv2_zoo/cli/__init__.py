@@ -10,14 +10,18 @@ import sys
 from collections.abc import Sequence
 
 from ..version import __version__
+from . import bench as _bench
 from . import cards as _cards
 from . import export as _export
+from . import hub as _hub
 from . import models as _models
 from . import pictures as _pictures
 from . import predict as _predict
+from . import tokens as _tokens
+from . import train as _train
 
 DEFAULT_MODEL = _predict.DEFAULT_MODEL
-COMMAND_MODULES = (_models, _predict, _pictures, _export, _cards)
+COMMAND_MODULES = (_models, _predict, _tokens, _hub, _pictures, _export, _bench, _cards, _train)
 """Modules whose ``register(subparsers)`` adds sub-commands, in help order."""
 
 

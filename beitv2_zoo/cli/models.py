@@ -40,7 +40,7 @@ def run_info(args: argparse.Namespace) -> int:
     rows += [
         ("architecture", f"{record.architecture}  ({record.params:,} params, {record.gmacs} GMACs)"),
         ("task", record.task),
-        ("classes", f"{record.num_classes} ({record.label_set})"),
+        ("classes", f"{record.num_classes} ({record.label_set})" if record.num_classes else "none (no classification head)"),
         ("preprocessing", f"short edge {prep.resize_size} {prep.interpolation}, centre crop {prep.crop_size}, "
                           f"mean {prep.mean}, std {prep.std}"),
     ]
@@ -52,6 +52,8 @@ def run_info(args: argparse.Namespace) -> int:
         rows.append(("converted from", record.converted_from))
     if record.upstream:
         rows.append(("fine-tuned from", record.upstream))
+    if record.tokenizer:
+        rows.append(("tokenizer", record.tokenizer))
     for source in record.sources:
         if source.url is None:
             rows.append(("source", f"hf-hub:{source.hf_repo}/{source.hf_filename}"))

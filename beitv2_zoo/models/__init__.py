@@ -6,6 +6,9 @@ from typing import Any
 from torch import nn
 
 from .beit import BEIT_ARCHITECTURES, Beit, build_beit
+from .mim import MIM_ARCHITECTURES, BeitV2Pretrain
+from .quantizer import NormEMAQuantizer
+from .vqkd import VQKD, VQKD_ARCHITECTURES
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,22 @@ class Architecture:
         return self.model_class(**{**self.settings, **overrides})
 
 
-ARCHITECTURES: dict[str, Architecture] = {name: Architecture(Beit, settings) for name, settings in BEIT_ARCHITECTURES.items()}
+ARCHITECTURES: dict[str, Architecture] = {
+    **{name: Architecture(Beit, settings) for name, settings in BEIT_ARCHITECTURES.items()},
+    **{name: Architecture(BeitV2Pretrain, settings, is_classifier=False) for name, settings in MIM_ARCHITECTURES.items()},
+    **{name: Architecture(VQKD, settings, is_classifier=False) for name, settings in VQKD_ARCHITECTURES.items()},
+}
 """Every architecture name a weight record may use."""
 
-__all__ = ["ARCHITECTURES", "Architecture", "BEIT_ARCHITECTURES", "Beit", "build_beit"]
+__all__ = [
+    "ARCHITECTURES",
+    "Architecture",
+    "BEIT_ARCHITECTURES",
+    "Beit",
+    "BeitV2Pretrain",
+    "MIM_ARCHITECTURES",
+    "NormEMAQuantizer",
+    "VQKD",
+    "VQKD_ARCHITECTURES",
+    "build_beit",
+]

@@ -1,0 +1,124 @@
+"""``beitv2-zoo download``, ``beitv2-zoo cache list|verify|clean`` and ``beitv2-zoo convert``."""
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    download = commands.add_parser("download", help="fetch and verify weights into the cache (for offline use later)")
+    download.add_argument("names", nargs="+", metavar="NAME", help="registered names (also URLs or hf-hub:org/repo specs)")
+    download.add_argument("--source", help="only this source of each record: a host (openmmlab, official, hf-hub) or 1, 2, …")
+    _add_cache_dir(download)
+    download.set_defaults(handler=run_download, one_line_errors=True)
+
+    cache = commands.add_parser("cache", help="list, verify or clean the download cache")
+    actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="files in the cache, their size and the names they belong to")
+    verify = actions.add_parser("verify", help="re-hash every cached file against its record (exit 1 if one is bad)")
+    clean = actions.add_parser("clean", help="remove unfinished downloads (with --all: every cached checkpoint)")
+    clean.add_argument("--all", action="store_true", help="remove every cached checkpoint too")
+    for parser, handler in ((listing, run_cache_list), (verify, run_cache_verify), (clean, run_cache_clean)):
+        _add_cache_dir(parser)
+        parser.set_defaults(handler=handler, one_line_errors=True)
+
+    convert = commands.add_parser(
+        "convert", help="write any supported checkpoint as a canonical .safetensors file with metadata"
+    )
+    convert.add_argument("src", help="checkpoint file (mmpretrain, official, timm; .pth or .safetensors), URL, "
+                                     "hf-hub:org/repo, or a registered name (its weights)")
+    convert.add_argument("dst", type=Path, help="the .safetensors file to write")
+    convert.add_argument("--source", help="for a registered name: which of its sources to fetch")
+    _add_cache_dir(convert)
+    convert.set_defaults(handler=run_convert, one_line_errors=True)
+
+
+def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cache-dir", type=Path, default=None, help="cache root (default $BEITV2_ZOO_CACHE or ~/.cache/beitv2_zoo)")
+
+
+def _human(size: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size} B"
+
+
+def run_download(args: argparse.Namespace) -> int:
+    from .. import hub
+    from ..errors import BeitZooError
+    from ..registry import get_record
+
+    failed = 0
+    for name in args.names:
+        try:
+            if name.startswith("hf-hub:"):
+                path = hub.fetch_hf_spec(name)
+            elif name.startswith(("http://", "https://")):
+                path = hub.fetch_url(name, cache_dir=args.cache_dir)
+            else:  # an unknown name raises UnknownModelError with the closest names
+                path = hub.fetch_weights(get_record(name), source=args.source, cache_dir=args.cache_dir)
+        except (BeitZooError, ValueError) as error:
+            print(f"error: {name}: {' '.join(str(error).split())}", file=sys.stderr)
+            failed += 1
+            continue
+        size = path.stat().st_size
+        print(f"{name}: {path} ({size:,} bytes, {_human(size)}; sha256 {hub.sha256_of(path)})")
+    return 1 if failed else 0
+
+
+def run_cache_list(args: argparse.Namespace) -> int:
+    from .. import hub
+
+    root = hub.checkpoints_dir(args.cache_dir)
+    entries = hub.list_cache(args.cache_dir)
+    print(f"cache: {root}")
+    for entry in entries:
+        state = "partial" if entry.partial else "file"
+        names = ", ".join(entry.names) if entry.names else ("(unfinished download)" if entry.partial else "(no record)")
+        print(f"  {_human(entry.size):>10}  {state:<7}  {entry.path.name}  {names}")
+    total = sum(e.size for e in entries)
+    print(f"{len(entries)} file{'s' if len(entries) != 1 else ''}, {_human(total)}")
+    return 0
+
+
+def run_cache_verify(args: argparse.Namespace) -> int:
+    from .. import hub
+
+    bad = 0
+    entries = hub.list_cache(args.cache_dir)
+    for entry in entries:
+        status, detail = hub.verify_entry(entry)
+        bad += status == "bad"
+        print(f"{status.upper():<9} {entry.path.name}  {detail}")
+    if bad:
+        print(f"{bad} bad file(s): delete them (`beitv2-zoo cache clean --all`, or by hand) and download again",
+              file=sys.stderr)
+    elif not entries:
+        print(f"no files in {hub.checkpoints_dir(args.cache_dir)}")
+    return 1 if bad else 0
+
+
+def run_cache_clean(args: argparse.Namespace) -> int:
+    from .. import hub
+
+    removed = hub.clean_cache(args.cache_dir, everything=args.all)
+    for path, size in removed:
+        print(f"removed {path} ({_human(size)})")
+    print(f"freed {_human(sum(size for _, size in removed))}" if removed else "nothing to remove")
+    return 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from ..convert_file import convert_checkpoint
+
+    try:
+        result = convert_checkpoint(args.src, args.dst, source=args.source, cache_dir=args.cache_dir)
+    except ValueError as error:  # an unknown --source
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    meta = result.metadata
+    print(f"wrote {result.path} ({result.num_tensors} tensors, {_human(result.num_bytes)}; sha256 {result.sha256})")
+    print(f"  from {meta['source']} ({meta['source_layout']} layout, sha256 {meta['source_sha256']})")
+    return 0

@@ -1,0 +1,78 @@
+"""The cache's layout and the hash checks: where each file, partial download and lock lives,
+and whether a file's sha256 is the one its source promises.
+
+::
+
+    <cache>/checkpoints/<file>                              a verified download
+    <cache>/checkpoints/<file>.tmp-<random>.incomplete      a download in progress (one process's own)
+    <cache>/checkpoints/<file>.sha256-<hash16>.incomplete   an interrupted download, waiting to be resumed
+    <cache>/.locks/checkpoints/<file>.lock                  the per-file download lock
+"""
+
+import hashlib
+import re
+from pathlib import Path
+
+from ..weight_record import Source
+from .settings import cache_root
+
+CHUNK = 1 << 20
+"""Bytes per read or write."""
+
+
+def checkpoints_dir(cache_dir: str | Path | None = None) -> Path:
+    """The folder holding downloaded files."""
+    return cache_root(cache_dir) / "checkpoints"
+
+
+def cached_file(source: Source, cache_dir: str | Path | None = None) -> Path:
+    """Where ``source`` is (or would be) cached."""
+    return checkpoints_dir(cache_dir) / source.filename
+
+
+def _resume_key(source: Source) -> str | None:
+    known = source.sha256 or source.sha256_prefix
+    return f"sha256-{known.lower()[:16]}" if known else None
+
+
+def resumable_partial(target: Path, source: Source) -> Path | None:
+    """``<file>.sha256-<hash16>.incomplete``: where an interrupted download of ``source`` waits to be resumed.
+
+    Only sources with a known hash get one, so a resumed file is always verified.
+    """
+    key = _resume_key(source)
+    return target.with_name(f"{target.name}.{key}.incomplete") if key else None
+
+
+def lock_path(target: Path) -> Path:
+    """``<cache>/.locks/checkpoints/<file>.lock``: outside the folder of checkpoints, like huggingface_hub's."""
+    return target.parent.parent / ".locks" / target.parent.name / f"{target.name}.lock"
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_prefix_in_name(filename: str) -> str | None:
+    """The sha256 prefix in a torch.hub / OpenMMLab file name (``…-73e11905.pth`` → ``'73e11905'``)."""
+    match = re.search(r"-([a-f0-9]{8,64})\.", filename.split("?", 1)[0])
+    return match.group(1) if match else None
+
+
+def hash_matches(actual: str, source: Source) -> bool:
+    """``actual`` agrees with the source's full hash, else its prefix; a source without a hash accepts anything."""
+    if source.sha256:
+        return actual == source.sha256.lower()
+    if source.sha256_prefix:
+        return actual.startswith(source.sha256_prefix.lower())
+    return True
+
+
+def expected_hash(source: Source) -> str:
+    """The hash a source promises, for messages (``'73e11905…'`` for a prefix)."""
+    return source.sha256 or (f"{source.sha256_prefix}…" if source.sha256_prefix else "(none published)")

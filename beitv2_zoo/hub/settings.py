@@ -1,0 +1,170 @@
+"""Download settings: the :class:`DownloadPolicy`, the environment variables and the URL map.
+
+Every setting is read when a fetch is called (never at import), and a keyword argument
+wins over its variable; :func:`resolve_settings` does both once per call.
+"""
+
+import os
+import random
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+UrlMap = str | Mapping[str, str] | Iterable[tuple[str, str]]
+"""``'old=new,old2=new2'``, ``{'old': 'new'}`` or ``[('old', 'new')]``."""
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How patient a download is.
+
+    Attributes:
+        connect_timeout_s: seconds to wait for a connection.
+        read_timeout_s: seconds of silence allowed between received bytes.
+        retries: further attempts after the first, for retryable failures only
+            (connection errors, time-outs, dropped connections, HTTP 429 and 5xx).
+        backoff_s: wait before the first retry; it doubles with each retry (plus up to 10 %
+            jitter), capped at ``max_backoff_s``. A ``Retry-After`` header is honoured up to the cap.
+        lock_timeout_s: how long to wait for another process downloading the same file.
+    """
+
+    connect_timeout_s: float = 10.0
+    read_timeout_s: float = 60.0
+    retries: int = 4
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    lock_timeout_s: float = 3600.0
+
+    @classmethod
+    def from_env(cls) -> "DownloadPolicy":
+        """Defaults overridden by ``BEITV2_ZOO_TIMEOUT`` (``'read'`` or ``'connect,read'`` seconds),
+        ``BEITV2_ZOO_RETRIES`` and ``BEITV2_ZOO_BACKOFF`` (seconds)."""
+        policy = cls()
+        timeout = os.environ.get("BEITV2_ZOO_TIMEOUT", "").strip()
+        if timeout:
+            parts = [_env_number("BEITV2_ZOO_TIMEOUT", p) for p in timeout.split(",")]
+            policy = replace(policy, connect_timeout_s=parts[0], read_timeout_s=parts[-1])
+        if os.environ.get("BEITV2_ZOO_RETRIES", "").strip():
+            policy = replace(policy, retries=int(_env_number("BEITV2_ZOO_RETRIES", os.environ["BEITV2_ZOO_RETRIES"])))
+        if os.environ.get("BEITV2_ZOO_BACKOFF", "").strip():
+            policy = replace(policy, backoff_s=_env_number("BEITV2_ZOO_BACKOFF", os.environ["BEITV2_ZOO_BACKOFF"]))
+        return policy
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """``(connect, read)`` seconds, as ``requests`` takes them."""
+        return (self.connect_timeout_s, self.read_timeout_s)
+
+    def delay_s(self, retry: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based)."""
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.max_backoff_s)
+        return min(self.backoff_s * 2**retry, self.max_backoff_s) * (1 + 0.1 * random.random())
+
+
+def _env_number(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a number of seconds or a count, got {text!r}") from None
+    if value < 0:
+        raise ValueError(f"{name} must not be negative, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """Everything a fetch needs to know, resolved once per call by :func:`resolve_settings`.
+
+    Attributes:
+        cache_dir: the cache root (files go to ``cache_dir / 'checkpoints'``).
+        offline: never touch the network.
+        url_map: ``(old_prefix, new_prefix)`` rewrites; the first match applies.
+        progress: show a progress bar on stderr.
+        policy: time-outs, retries, back-off and lock waiting.
+    """
+
+    cache_dir: Path
+    offline: bool = False
+    url_map: tuple[tuple[str, str], ...] = ()
+    progress: bool = False
+    policy: DownloadPolicy = field(default_factory=DownloadPolicy)
+
+
+def resolve_settings(
+    cache_dir: str | Path | None = None,
+    offline: bool | None = None,
+    url_map: UrlMap | None = None,
+    progress: bool | None = None,
+    policy: DownloadPolicy | None = None,
+) -> HubSettings:
+    """Keyword arguments where given, else the environment (read now), else the defaults.
+
+    ``progress=None`` shows the bar when stderr is a terminal, unless ``BEITV2_ZOO_PROGRESS``
+    says otherwise; ``True`` always shows it; ``False`` never does.
+    """
+    return HubSettings(
+        cache_dir=cache_root(cache_dir),
+        offline=is_offline() if offline is None else bool(offline),
+        url_map=parse_url_map(os.environ.get("BEITV2_ZOO_URL_MAP", "") if url_map is None else url_map),
+        progress=_show_progress(progress),
+        policy=policy or DownloadPolicy.from_env(),
+    )
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """The cache root (not created): ``cache_dir``, else ``$BEITV2_ZOO_CACHE``, else the XDG default."""
+    if cache_dir is not None:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("BEITV2_ZOO_CACHE"):
+        return Path(os.environ["BEITV2_ZOO_CACHE"]).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "beitv2_zoo"
+
+
+def env_flag(name: str) -> bool | None:
+    """A yes/no environment variable: ``True`` for ``1``/``true``/``yes``/``on``, ``False`` for
+    ``0``/``false``/``no``/``off`` (any case), ``None`` when unset or anything else."""
+    value = os.environ.get(name, "").strip().lower()
+    return True if value in _TRUE else False if value in _FALSE else None
+
+
+def is_offline() -> bool:
+    """Whether ``BEITV2_ZOO_OFFLINE`` asks for no network access."""
+    return bool(env_flag("BEITV2_ZOO_OFFLINE"))
+
+
+def _show_progress(progress: bool | None) -> bool:
+    if progress is not None:
+        return progress
+    forced = env_flag("BEITV2_ZOO_PROGRESS")
+    if forced is not None:
+        return forced
+    return bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def parse_url_map(url_map: UrlMap) -> tuple[tuple[str, str], ...]:
+    """Normalise a URL map to ``((old_prefix, new_prefix), ...)``; a string is ``'old=new,old2=new2'``."""
+    if isinstance(url_map, str):
+        pairs = []
+        for item in filter(None, (p.strip() for p in url_map.split(","))):
+            old, sep, new = item.partition("=")
+            if not sep or not old:
+                raise ValueError(f"BEITV2_ZOO_URL_MAP entries are old_prefix=new_prefix, got {item!r}")
+            pairs.append((old.strip(), new.strip()))
+        return tuple(pairs)
+    items = url_map.items() if isinstance(url_map, Mapping) else url_map
+    return tuple((str(old), str(new)) for old, new in items)
+
+
+def map_url(url: str, url_map: UrlMap | None = None) -> str:
+    """Apply the first matching prefix rewrite (``url_map``, else ``BEITV2_ZOO_URL_MAP``) to ``url``."""
+    pairs = parse_url_map(os.environ.get("BEITV2_ZOO_URL_MAP", "") if url_map is None else url_map)
+    for old, new in pairs:
+        if url.startswith(old):
+            return new + url[len(old) :]
+    return url

@@ -1,0 +1,222 @@
+"""Read safetensors files as memory-mapped tensors (no second copy); write them atomically.
+
+The format (huggingface/safetensors): an 8-byte little-endian unsigned length ``N``, then
+``N`` bytes of UTF-8 JSON::
+
+    {"<name>": {"dtype": "F32", "shape": [768, 3], "data_offsets": [begin, end]}, ...,
+     "__metadata__": {"<key>": "<string value>"}}
+
+then the data buffer. ``data_offsets`` are byte offsets relative to the buffer, which starts
+at byte ``8 + N`` of the file; tensors are stored row-major, little-endian, and together
+cover the buffer exactly.
+
+:func:`load_mmap` maps the whole file once with
+``torch.UntypedStorage.from_file(path, shared=False, nbytes=file_size)`` (a private,
+copy-on-write mapping: pages are read lazily and writes never reach the file) and makes
+each tensor a view on a slice of that storage. Nothing is copied, except a tensor whose
+byte offset is not a multiple of its element size (other writers may produce one), which
+is copied into aligned memory. Each tensor owns a distinct storage slice, so a state dict
+read here can be saved again with ``safetensors`` or ``torch.save`` as usual.
+"""
+
+import json
+import os
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import CheckpointError
+
+_HEADER_LIMIT = 100 * 1024 * 1024  # bytes; the safetensors library refuses larger headers too
+
+DTYPES: dict[str, torch.dtype] = {
+    name: dtype
+    for name, dtype in (
+        ("F64", torch.float64), ("F32", torch.float32), ("F16", torch.float16), ("BF16", torch.bfloat16),
+        ("I64", torch.int64), ("I32", torch.int32), ("I16", torch.int16), ("I8", torch.int8),
+        ("U8", torch.uint8), ("BOOL", torch.bool),
+        ("U16", getattr(torch, "uint16", None)), ("U32", getattr(torch, "uint32", None)),
+        ("U64", getattr(torch, "uint64", None)),
+        ("F8_E4M3", getattr(torch, "float8_e4m3fn", None)), ("F8_E5M2", getattr(torch, "float8_e5m2", None)),
+    )
+    if dtype is not None
+}
+"""safetensors dtype names → torch dtypes (those this torch has)."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Where one tensor lies in the file.
+
+    Attributes:
+        dtype: element type.
+        shape: dimensions (``()`` for a scalar).
+        begin, end: byte offsets relative to the data buffer; ``end - begin = numel * itemsize``.
+    """
+
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes."""
+        return self.end - self.begin
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed, validated safetensors header.
+
+    Attributes:
+        tensors: name → :class:`TensorInfo`, in file order of the header.
+        metadata: the ``__metadata__`` string map (empty when absent).
+        data_start: byte offset of the data buffer in the file (``8 + N``).
+        file_size: size of the file in bytes.
+    """
+
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, str]
+    data_start: int
+    file_size: int
+
+
+def read_header(path: str | Path) -> Header:
+    """Parse and validate the header of ``path`` without reading the tensor data.
+
+    Raises:
+        CheckpointError: not a safetensors file, a malformed header, an unknown dtype, or a
+            data buffer shorter than the header says (a truncated file).
+    """
+    path = Path(path)
+    file_size = path.stat().st_size
+    with path.open("rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise _corrupt(path, f"only {len(prefix)} bytes long")
+        header_size = int.from_bytes(prefix, "little")
+        if header_size > min(_HEADER_LIMIT, file_size - 8):
+            raise _corrupt(path, f"header length {header_size} does not fit a {file_size}-byte file")
+        raw = handle.read(header_size)
+    try:
+        parsed = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise _corrupt(path, f"the header is not valid JSON ({error})") from None
+    if not isinstance(parsed, dict):
+        raise _corrupt(path, "the header is not a JSON object")
+    metadata = parsed.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise _corrupt(path, "__metadata__ must map strings to strings")
+    tensors = {name: _tensor_info(path, name, entry) for name, entry in parsed.items()}
+    data_start = 8 + header_size
+    _check_coverage(path, tensors, file_size - data_start)
+    return Header(tensors, dict(metadata), data_start, file_size)
+
+
+def _tensor_info(path: Path, name: str, entry: object) -> TensorInfo:
+    if not isinstance(entry, dict):
+        raise _corrupt(path, f"entry {name!r} is not an object")
+    dtype = DTYPES.get(entry.get("dtype"))  # type: ignore[arg-type]
+    if dtype is None:
+        raise _corrupt(path, f"tensor {name!r} has unsupported dtype {entry.get('dtype')!r}")
+    shape, offsets = entry.get("shape"), entry.get("data_offsets")
+    if not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0 for d in shape)):
+        raise _corrupt(path, f"tensor {name!r} has an invalid shape {shape!r}")
+    if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+            and 0 <= offsets[0] <= offsets[1]):
+        raise _corrupt(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+    info = TensorInfo(dtype, tuple(shape), offsets[0], offsets[1])
+    numel = 1
+    for dim in info.shape:
+        numel *= dim
+    if info.nbytes != numel * dtype.itemsize:
+        raise _corrupt(path, f"tensor {name!r}: {info.nbytes} bytes for shape {list(shape)} of {entry['dtype']}")
+    return info
+
+
+def _check_coverage(path: Path, tensors: dict[str, TensorInfo], buffer_size: int) -> None:
+    """The tensors must tile the buffer ``[0, buffer_size)`` without gaps or overlaps."""
+    position = 0
+    for info in sorted(tensors.values(), key=lambda t: (t.begin, t.end)):
+        if info.begin != position:
+            raise _corrupt(path, f"tensor data overlaps or leaves a gap at byte {position}")
+        position = info.end
+    if position > buffer_size:
+        raise _corrupt(path, f"the header needs {position} data bytes but the file holds {buffer_size}; it is truncated")
+    if position < buffer_size:
+        raise _corrupt(path, f"{buffer_size - position} bytes after the last tensor")
+
+
+def _corrupt(path: Path, reason: str) -> CheckpointError:
+    return CheckpointError(f"{path}: not a valid safetensors file ({reason}); if it was downloaded, delete it and fetch it again")
+
+
+def load_mmap(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``path`` as CPU views on one private memory mapping of the file.
+
+    Returns:
+        name → tensor with the header's dtype and shape, in header order. The mapping stays
+        alive while any tensor does; writing to a tensor copies the touched page and never
+        changes the file.
+    """
+    path = Path(path)
+    header = read_header(path)
+    if sys.byteorder != "little":  # the mapping holds little-endian bytes; let the library swap them
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    if not header.tensors:
+        return {}
+    storage = torch.UntypedStorage.from_file(os.fspath(path), shared=False, nbytes=header.file_size)
+    return {name: _view(storage, header.data_start, info) for name, info in header.tensors.items()}
+
+
+def _view(storage: torch.UntypedStorage, data_start: int, info: TensorInfo) -> torch.Tensor:
+    """Tensor ``info`` as a view on ``storage`` (the whole file), copied only if misaligned."""
+    if info.nbytes == 0:
+        return torch.empty(info.shape, dtype=info.dtype)
+    start = data_start + info.begin
+    chunk = storage[start : start + info.nbytes]  # a storage view on the same mapping: no copy
+    flat = torch.empty(0, dtype=torch.uint8).set_(chunk)
+    if chunk.data_ptr() % info.dtype.itemsize:
+        aligned = torch.empty(info.shape, dtype=info.dtype)
+        aligned.view(-1).view(torch.uint8).copy_(flat)
+        return aligned
+    return flat.view(info.dtype).view(info.shape)
+
+
+def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` (CPU, any layout) and string ``metadata`` to ``path`` atomically.
+
+    The file is written beside ``path`` under a unique temporary name and renamed into place,
+    so ``path`` never holds a partial file. Tensors are made contiguous; tensors that share
+    storage are copied apart (safetensors stores each one separately).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        save_file(_unshared(tensors), os.fspath(temp), metadata=metadata)
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Contiguous CPU tensors, each on its own storage."""
+    seen: set[int] = set()
+    result = {}
+    for name, tensor in tensors.items():
+        tensor = tensor.detach().cpu().contiguous()
+        pointer = tensor.untyped_storage().data_ptr()
+        if tensor.numel() and pointer in seen:
+            tensor = tensor.clone()
+        seen.add(tensor.untyped_storage().data_ptr())
+        result[name] = tensor
+    return result

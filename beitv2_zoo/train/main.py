@@ -1,0 +1,83 @@
+"""Command handlers of ``beitv2-zoo train`` / ``beitv2-zoo test``, and ``python -m beitv2_zoo.train``.
+
+``python -m beitv2_zoo.train train RECIPE ...`` and ``python -m beitv2_zoo.train test ...`` take
+exactly the arguments of ``beitv2-zoo train`` / ``beitv2-zoo test``.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _configure_logging() -> None:
+    rank = int(os.environ.get("RANK", "0"))
+    level = logging.INFO if rank == 0 else logging.WARNING
+    logging.basicConfig(level=level, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s" if "RANK" in os.environ
+                        else "%(levelname)s %(name)s: %(message)s")
+
+
+def train_command(options: argparse.Namespace) -> int:
+    """Handle ``beitv2-zoo train`` (options from :func:`beitv2_zoo.cli.train.train_parser`)."""
+    from .config import apply_overrides
+    from .recipes import get_recipe, list_recipes
+
+    if options.list:
+        for name in list_recipes():
+            print(f"{get_recipe(name).task:<13} {name}")
+        return 0
+    if not options.recipe:
+        print("error: give a recipe name (beitv2-zoo train --list shows them)", file=sys.stderr)
+        return 2
+    recipe = get_recipe(options.recipe)
+    overrides = list(options.overrides)
+    if options.data:
+        overrides.append(f"data_root={options.data}")
+    recipe = apply_overrides(recipe, overrides)
+    if not recipe.data_root:
+        print("error: no data: pass --data DIR", file=sys.stderr)
+        return 2
+    _configure_logging()
+    from .engine import train
+
+    work_dir = options.work_dir or Path("work_dirs") / recipe.name
+    final = train(recipe, work_dir, resume=options.resume, resume_from=options.resume_from, stop_at=options.stop_at,
+                  device=options.device, progress=not options.no_progress)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(final if final.is_file() else f"stopped; continue with --resume (checkpoints in {work_dir / 'checkpoints'})")
+    return 0
+
+
+def test_command(args: argparse.Namespace) -> int:
+    """Handle ``beitv2-zoo test``: print (or write) the JSON accuracy report on rank 0."""
+    _configure_logging()
+    from .evaluate import run_test
+
+    report = run_test(args.target, args.data, weights=args.weights, split=args.split, ann_file=args.ann_file,
+                      batch_size=args.batch_size, num_workers=args.workers, device=args.device, out=args.out,
+                      amp=args.amp)
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.out is None:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"top-1 {report['top1']:.2f}  top-5 {report['top5']:.2f}  ({report['num_images']} images) -> {args.out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m beitv2_zoo.train {train,test} ...``."""
+    from ..cli import train as cli_train
+    from ..errors import BeitZooError
+
+    parser = argparse.ArgumentParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    cli_train.register(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BeitZooError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

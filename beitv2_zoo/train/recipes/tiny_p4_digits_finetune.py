@@ -1,0 +1,47 @@
+"""CPU reproduction, stage 3a: fine-tune the tiny student on the labelled ``main/train`` digits,
+from a ``tiny-p4_digits_mim`` run (``pretrained``) or from scratch (``pretrained=''``), with
+the base fine-tuning recipe's ingredients scaled down: layer decay 0.65, drop path 0.1,
+label smoothing 0.1, Mixup 0.8 / CutMix 1.0, RandAugment (2 ops, magnitude 9 ± 0.5), random
+erasing 0.25, warmup then cosine. No horizontal-flip-free variant: digits are flipped too,
+as in the recipe (it hurts a little, for both arms alike)."""
+
+from ..config import FinetuneRecipe
+
+RECIPE = FinetuneRecipe(
+    name="tiny-p4_digits_finetune",
+    model="test_beit_tiny",
+    img_size=32,
+    patch_size=4,
+    embed_dim=64,
+    depth=4,
+    num_heads=2,
+    pretrained="work_dirs/tiny-p4_digits_mim",
+    num_classes=10,
+    init_values=0.1,
+    drop_path_rate=0.1,
+    label_smoothing=0.1,
+    mixup=0.8,
+    cutmix=1.0,
+    mixup_prob=1.0,
+    mixup_switch_prob=0.5,
+    randaug_num_ops=2,
+    randaug_magnitude=9.0,
+    randaug_magnitude_std=0.5,
+    random_erasing=0.25,
+    crop_scale=(0.6, 1.0),
+    eval_resize=32,
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    epochs=50,
+    warmup_epochs=5,
+    batch_size=50,
+    lr=2e-3,
+    min_lr=1e-5,
+    weight_decay=0.05,
+    betas=(0.9, 0.999),
+    layer_decay=0.65,
+    num_workers=0,
+    log_interval=50,
+    save_interval=100000,
+    seed=0,
+)

@@ -1,0 +1,101 @@
+"""VQ-KD tokenizer training: encoder → EMA codebook → decoder reconstructs a frozen teacher's patch features."""
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...models import VQKD
+from ..augment import CropFlipTransform
+from ..config import VQKDRecipe
+from ..data import ImageDataset, split_samples, to_device
+from ..distributed import DistEnv, all_reduce_sum
+from ..models import build_tokenizer
+from ..optim import param_groups
+from ..teachers import Teacher, build_teacher
+from . import Batch, TaskSetup
+
+
+class VQKDObjective(nn.Module):
+    """``(image in [0, 1]) → {'loss', 'rec_loss', 'quant_loss'}``; the teacher is frozen."""
+
+    def __init__(self, tokenizer: VQKD, teacher: Teacher) -> None:
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.teacher = teacher
+
+    def train(self, mode: bool = True) -> "VQKDObjective":
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        targets = self.teacher(image, self.tokenizer.grid_size)
+        out = self.tokenizer.loss(image, targets)
+        return {"loss": out["loss"], "rec_loss": out["rec_loss"], "quant_loss": out["quant_loss"]}
+
+
+def codebook_usage(tokenizer: VQKD) -> dict[str, float]:
+    """Share of codes chosen at least once since the last reset (the official ``Unused_code`` count, as a fraction)."""
+    quantize = tokenizer.quantize
+    return {"codebook_usage": 1.0 - quantize.unused_codes() / quantize.num_codes}
+
+
+def vqkd_evaluator(teacher: Teacher):
+    """``(tokenizer, loader, env) → {'val_rec_loss', 'val_codebook_usage'}`` on held-out images, in eval mode."""
+
+    @torch.no_grad()
+    def evaluate(tokenizer: nn.Module, loader: Any, env: DistEnv) -> dict[str, float]:
+        was_training = tokenizer.training
+        tokenizer.eval()
+        num_codes = tokenizer.quantize.num_codes
+        hits = torch.zeros(num_codes, dtype=torch.float64, device=env.device)
+        rec = torch.zeros(2, dtype=torch.float64, device=env.device)
+        for batch in loader:
+            image = to_device(batch, env.device)["image"]
+            quantized, _, ids = tokenizer.quantize_images(image)
+            targets = teacher(image, tokenizer.grid_size)
+            cosine = F.cosine_similarity(tokenizer.decode(quantized).float(), targets.float(), dim=-1)
+            rec += torch.tensor([float((1.0 - cosine).sum()), cosine.numel()], dtype=torch.float64, device=env.device)
+            hits += torch.bincount(ids.flatten(), minlength=num_codes).double()
+        tokenizer.train(was_training)
+        hits, rec = all_reduce_sum(hits, env), all_reduce_sum(rec, env)
+        return {"val_rec_loss": float(rec[0] / rec[1].clamp(min=1)),
+                "val_codebook_usage": float((hits > 0).double().mean())}
+
+    return evaluate
+
+
+def setup(recipe: VQKDRecipe, env: DistEnv) -> TaskSetup:
+    teacher = build_teacher(recipe.teacher, recipe.teacher_weights, recipe.img_size).to(env.device)
+    tokenizer = build_tokenizer(recipe, teacher.out_dim)
+    transform = CropFlipTransform(recipe.img_size, recipe.crop_scale, color_jitter=recipe.color_jitter)  # [0, 1]
+    samples = split_samples(recipe.data_root, recipe.train_split, recipe.ann_file)
+    val_set = None
+    from pathlib import Path
+
+    if recipe.val_ann_file or (Path(recipe.data_root) / recipe.val_split).is_dir():
+        from ...weight_record import Preprocessing
+        from ..augment import EvalSampleTransform
+
+        prep = Preprocessing(resize_size=recipe.img_size, crop_size=recipe.img_size, mean=(0.0,) * 3, std=(1.0,) * 3)
+        if recipe.img_size == 224:
+            prep = Preprocessing(resize_size=256, crop_size=224, mean=(0.0,) * 3, std=(1.0,) * 3)  # official val transform
+        val_set = ImageDataset(split_samples(recipe.data_root, recipe.val_split, recipe.val_ann_file),
+                               EvalSampleTransform(prep), seed=recipe.seed)
+
+    def prepare(batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return {"image": batch["image"]}
+
+    return TaskSetup(
+        objective=VQKDObjective(tokenizer, teacher),
+        saved=tokenizer,
+        train_set=ImageDataset(samples, transform, seed=recipe.seed),
+        val_set=val_set,
+        param_groups=param_groups(tokenizer.named_parameters(), recipe.weight_decay, tokenizer.no_weight_decay()),
+        prepare=prepare,
+        evaluate=vqkd_evaluator(teacher),
+        on_epoch_start=lambda epoch: tokenizer.quantize.reset_usage(),
+        stats=lambda: codebook_usage(tokenizer),
+    )
