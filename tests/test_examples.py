@@ -54,6 +54,19 @@ def test_export_onnx(tiny_weights, tmp_path):
     assert "tiny.onnx:" in out and "%" in out
 
 
+def test_visual_tokens(tmp_path):
+    from beitv2_zoo import get_model
+
+    weights = tmp_path / "tokenizer.safetensors"
+    save_file(get_model("test_vqkd_tiny").state_dict(), weights)
+    out = tmp_path / "tokens.png"
+    printed = run("visual_tokens.py", str(EXAMPLES / "images" / "coffee.jpg"), "--tokenizer", "test_vqkd_tiny",
+                  "--weights", str(weights), "--out", str(out))
+    grid = [line.split() for line in printed.splitlines()[:14]]
+    assert len(grid) == 14 and all(len(row) == 14 and all(v.isdigit() for v in row) for row in grid)
+    assert out.is_file() and Image.open(out).size[0] > 300
+
+
 def test_classify(tiny_weights):
     out = run("classify.py", str(EXAMPLES / "images"), "--model", "test_beit_tiny", "--weights", str(tiny_weights))
     assert "chelsea.jpg" in out and "coffee.jpg" in out
