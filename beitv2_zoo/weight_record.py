@@ -10,7 +10,9 @@ class Source:
     """One place a checkpoint file can be fetched from.
 
     Attributes:
-        url: direct download URL (``None`` for a Hugging Face Hub source).
+        url: direct download URL (``None`` for a Hugging Face Hub source), or
+            ``package:<package>/<path>`` for a file shipped inside the installed package
+            (see :mod:`beitv2_zoo.hub.packaged`).
         sha256: the full sha256 of the file, where known.
         sha256_prefix: the hash prefix in the file name (``…-73e11905.pth``), where that is all we know.
         hf_repo: Hugging Face Hub repository id, e.g. ``'timm/beitv2_base_patch16_224.in1k_ft_in1k'``.

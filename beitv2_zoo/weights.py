@@ -8,6 +8,7 @@ release files and timm's Hub files publish no hash.
 
 from .weight_record import Metric, Preprocessing, Source, WeightRecord
 from .weights_pretrain import PRETRAIN_RECORDS
+from .weights_reproduction import REPRODUCTION_RECORDS
 
 BEIT_V2_PAPER = "https://arxiv.org/abs/2208.06366"
 BEIT_PAPER = "https://arxiv.org/abs/2106.08254"
@@ -237,5 +238,5 @@ TEST_RECORDS = (
 )
 
 ALL_RECORDS: tuple[WeightRecord, ...] = (
-    MMPRETRAIN_RECORDS + OFFICIAL_RECORDS + TIMM_RECORDS + PRETRAIN_RECORDS + TEST_RECORDS
+    MMPRETRAIN_RECORDS + OFFICIAL_RECORDS + TIMM_RECORDS + PRETRAIN_RECORDS + REPRODUCTION_RECORDS + TEST_RECORDS
 )

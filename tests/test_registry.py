@@ -5,7 +5,7 @@ import torch
 
 from beitv2_zoo import get_record, list_models
 from beitv2_zoo.errors import UnknownModelError
-from beitv2_zoo.labels import class_names, imagenet1k_classes, imagenet21k_classes, imagenet21k_wnids
+from beitv2_zoo.labels import LABEL_SETS, class_names, imagenet1k_classes, imagenet21k_classes, imagenet21k_wnids
 from beitv2_zoo.models import ARCHITECTURES
 from beitv2_zoo.weights import ALL_RECORDS
 
@@ -62,7 +62,7 @@ def test_record_is_complete_and_its_param_count_is_exact(record):
     assert record.task in ("image-classification", "masked-image-modeling", "visual-tokenizer")
     assert architecture.is_classifier == (record.task == "image-classification")
     if architecture.is_classifier:
-        assert record.label_set in ("imagenet-1k", "imagenet-21k")
+        assert record.label_set in LABEL_SETS
         assert len(class_names(record.label_set)) == record.num_classes
     else:  # pretraining models and tokenizers have no classification head
         assert record.num_classes == 0 and record.label_set is None

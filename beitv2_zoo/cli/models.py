@@ -60,6 +60,9 @@ def run_info(args: argparse.Namespace) -> int:
             continue
         digest = f"sha256 {source.sha256}" if source.sha256 else (
             f"sha256 {source.sha256_prefix}…" if source.sha256_prefix else "no published hash")
+        if source.url.startswith("package:"):  # shipped inside the package, never cached
+            rows.append(("source", f"{source.url}  ({digest}; installed with the package)"))
+            continue
         cached = cached_file(source)
         state = "cached" if cached.is_file() else "not cached"
         rows.append(("source", f"{source.url}  ({digest}; {state} at {cached})"))

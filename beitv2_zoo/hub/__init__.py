@@ -43,7 +43,8 @@ Modules
     ``settings`` (policy, environment, URL map), ``cache`` (layout and hashes), ``download``
     (reuse, lock, verified download; steps 1–5), ``transfer`` (one HTTP body with retries and
     resume), ``partial`` (the temporary file), ``disk`` (cache-write errors, free space),
-    ``hf`` (the Hugging Face Hub) and ``inventory`` (list, verify and clean the cache).
+    ``hf`` (the Hugging Face Hub), ``inventory`` (list, verify and clean the cache) and
+    ``packaged`` (``package:`` sources: files shipped inside the installed package).
 """
 
 from pathlib import Path
@@ -62,6 +63,7 @@ from .cache import (
 from .download import fetch_file
 from .hf import HF_DEFAULT_FILES, HubFileMissing, fetch_hf, hf_environment
 from .inventory import CacheEntry, clean_cache, list_cache, verify_entry
+from .packaged import PACKAGE_SCHEME, is_packaged, packaged_file
 from .settings import (
     DownloadPolicy,
     HubSettings,
@@ -191,6 +193,8 @@ def fetch_weights(
 
 
 def _fetch(source: Source, settings: HubSettings) -> Path:
+    if is_packaged(source):  # shipped inside the package: no cache, no network
+        return packaged_file(source)
     if source.hf_repo:
         return fetch_hf(source.hf_repo, source.hf_filename or HF_DEFAULT_FILES[0], settings.offline)
     if not source.url:
@@ -201,6 +205,7 @@ def _fetch(source: Source, settings: HubSettings) -> Path:
 
 __all__ = [
     "HF_DEFAULT_FILES",
+    "PACKAGE_SCHEME",
     "CacheEntry",
     "DownloadPolicy",
     "HubSettings",

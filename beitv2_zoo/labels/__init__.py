@@ -5,12 +5,13 @@
 * ``imagenet-21k``: the 21,841 synsets of ImageNet-21k (fall 2011) in sorted WordNet-id
   order, the order an ``ImageFolder`` gives and the one the official BEiT 21k heads use;
   names are the WordNet lemmas as shipped with timm (``timm/data/_info``).
+* ``digits``: ``'0'`` … ``'9'``, scikit-learn's handwritten digits (the CPU reproduction's classifier).
 """
 
 from functools import lru_cache
 from importlib import resources
 
-LABEL_SETS = ("imagenet-1k", "imagenet-21k")
+LABEL_SETS = ("imagenet-1k", "imagenet-21k", "digits")
 
 
 def _read(file: str) -> str:
@@ -44,4 +45,6 @@ def class_names(label_set: str) -> tuple[str, ...]:
         return imagenet1k_classes()
     if label_set == "imagenet-21k":
         return imagenet21k_classes()
+    if label_set == "digits":
+        return tuple(str(digit) for digit in range(10))
     raise ValueError(f"unknown label set {label_set!r}; known: {', '.join(LABEL_SETS)}")

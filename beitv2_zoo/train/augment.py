@@ -58,8 +58,8 @@ class ClassifierTrainTransform:
 
     def __init__(self, size: int, mean: tuple[float, ...], std: tuple[float, ...], scale: tuple[float, float],
                  randaug_num_ops: int = 2, randaug_magnitude: float = 9.0, randaug_magnitude_std: float = 0.5,
-                 random_erasing: float = 0.25) -> None:
-        steps: list = [T.RandomResizedCrop(size, scale=scale, interpolation=BICUBIC), T.RandomHorizontalFlip()]
+                 random_erasing: float = 0.25, hflip: float = 0.5) -> None:
+        steps: list = [T.RandomResizedCrop(size, scale=scale, interpolation=BICUBIC), T.RandomHorizontalFlip(hflip)]
         if randaug_num_ops > 0:
             fill = tuple(int(round(255 * m)) for m in mean)
             steps.append(RandAugmentMstd(randaug_num_ops, randaug_magnitude, randaug_magnitude_std, fill))  # type: ignore[arg-type]
@@ -81,11 +81,11 @@ class CropFlipTransform:
     """
 
     def __init__(self, size: int, scale: tuple[float, float], mean: tuple[float, ...] | None = None,
-                 std: tuple[float, ...] | None = None, color_jitter: float = 0.0) -> None:
+                 std: tuple[float, ...] | None = None, color_jitter: float = 0.0, hflip: float = 0.5) -> None:
         steps: list = []
         if color_jitter > 0:
             steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
-        steps += [T.RandomResizedCrop(size, scale=scale, interpolation=BICUBIC), T.RandomHorizontalFlip()]
+        steps += [T.RandomResizedCrop(size, scale=scale, interpolation=BICUBIC), T.RandomHorizontalFlip(hflip)]
         self.pil = T.Compose(steps)
         self.normalize = T.Normalize(mean, std) if mean is not None and std is not None else None
 
@@ -97,7 +97,7 @@ class CropFlipTransform:
 class MIMTransform:
     """BEiT v2's two views of one crop and a block mask.
 
-    ``ColorJitter(0.4, 0.4, 0.4)`` → horizontal flip → one RandomResizedCrop box (scale
+    ``ColorJitter(0.4, 0.4, 0.4)`` → horizontal flip (probability ``hflip``) → one RandomResizedCrop box (scale
     ``crop_scale``, ratio 3/4..4/3) resized twice with bicubic: ``image`` (``size``, normalised
     with ``mean``/``std``) for the student, ``target_image`` (``target_size``, [0, 1]) for the
     tokenizer; ``mask`` ``[h, w]`` bool from the official block-mask generator.
@@ -105,7 +105,8 @@ class MIMTransform:
 
     def __init__(self, size: int, target_size: int, patch_size: int, mean: tuple[float, ...], std: tuple[float, ...],
                  crop_scale: tuple[float, float], color_jitter: float, num_mask_patches: int, min_mask_patches: int,
-                 max_mask_patches: int | None) -> None:
+                 max_mask_patches: int | None, hflip: float = 0.5) -> None:
+        self.hflip = hflip
         self.size, self.target_size = size, target_size
         self.scale, self.ratio = crop_scale, (3.0 / 4.0, 4.0 / 3.0)
         self.jitter = T.ColorJitter(color_jitter, color_jitter, color_jitter) if color_jitter > 0 else None
@@ -115,7 +116,7 @@ class MIMTransform:
     def __call__(self, image: Image.Image, seed: int) -> dict[str, torch.Tensor]:
         if self.jitter is not None:
             image = self.jitter(image)
-        if torch.rand(()) < 0.5:
+        if torch.rand(()) < self.hflip:
             image = TF.horizontal_flip(image)
         top, left, height, width = T1.RandomResizedCrop.get_params(image, list(self.scale), list(self.ratio))
         view = TF.resized_crop(image, top, left, height, width, [self.size, self.size], interpolation=BICUBIC)

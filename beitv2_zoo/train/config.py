@@ -51,6 +51,7 @@ class TrainRecipe:
     ann_file: str = ""
     val_ann_file: str = ""
     num_workers: int = 8
+    hflip: float = 0.5  # probability of a horizontal flip in training
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     # ---- optimisation
@@ -98,7 +99,9 @@ class VQKDRecipe(TrainRecipe):
     :mod:`beitv2_zoo.train.teachers`) or a BEiT classifier: a registered name, or the
     ``model.safetensors`` of a ``beitv2-zoo train`` run. ``teacher_weights`` chooses a registered
     teacher's weights: ``''`` (its published ones), a file / URL, or ``'random'`` (a fixed
-    random-feature network).
+    random-feature network). ``dead_code_restart`` re-seeds, at each epoch's end, every code no
+    image chose during the epoch with an encoder output of the next batch (the official code
+    leaves such codes dead; users report thousands of unused codes, microsoft/unilm#936, #1556).
     """
 
     task: ClassVar[str] = "vqkd"
@@ -110,6 +113,7 @@ class VQKDRecipe(TrainRecipe):
     beta: float = 1.0
     codebook_decay: float = 0.99
     kmeans_init: bool = True
+    dead_code_restart: bool = False  # re-seed codes unused for a whole epoch (not in the official recipe)
     crop_scale: tuple[float, float] = (0.08, 1.0)
     color_jitter: float = 0.0
 

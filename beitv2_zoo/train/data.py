@@ -139,9 +139,9 @@ class ImageDataset(Dataset):
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
         image, source, replaced = self._load(index)
-        with torch.random.fork_rng(devices=[]):  # seed torch's global generator for this sample only
+        with torch.random.fork_rng(devices=[]):  # seed torch's global CPU generator for this sample only
             seed = sample_seed(self.seed, epoch, index)
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)  # not torch.manual_seed, which would reseed CUDA too
             item = self.transform(image, seed)
         item["label"] = torch.tensor(self.samples.labels[source], dtype=torch.int64)
         item["replaced"] = torch.tensor(int(replaced), dtype=torch.int64)

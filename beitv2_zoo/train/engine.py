@@ -129,10 +129,10 @@ def _train(recipe: TrainRecipe, work_dir: Path, env: DistEnv, resume: bool, resu
         work_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, work_dir / "recipe.json")
     run_log = RunLogger(work_dir / "log.jsonl", total_steps, start_step, env.is_main, progress)
-    if env.is_main and start_step == 0:
-        run_log.write({"step": 0, "event": "start", "task": recipe.task, "world_size": world, "global_batch": global_batch,
-                       "total_steps": total_steps, "warmup_steps": warmup_steps, "peak_lr": peak_lr,
-                       "train_images": len(task.train_set), "trainable_params": sum(p.numel() for p in trainable)})
+    run_log.write({"step": start_step, "event": "resume" if start_step else "start",  # nested: plot-log skips it
+                   "run": {"task": recipe.task, "world_size": world, "global_batch": global_batch,
+                           "total_steps": total_steps, "warmup_steps": warmup_steps, "peak_lr": peak_lr,
+                           "train_images": len(task.train_set), "trainable_params": sum(p.numel() for p in trainable)}})
 
     stream = _micro_batches(loader, sampler, batches_per_epoch, recipe.batch_size, start_step * accum, task)
     model.train()
@@ -225,7 +225,8 @@ def _micro_batches(loader: Any, sampler: Any, batches_per_epoch: int, batch_size
     epoch, position = divmod(start, batches_per_epoch)
     while True:
         sampler.set_position(epoch, position * batch_size)
-        task.on_epoch_start(epoch) if position == 0 else None
+        if position == 0:
+            task.on_epoch_start(epoch)
         for index, batch in enumerate(loader, start=position):
             if index >= batches_per_epoch:
                 break

@@ -15,6 +15,7 @@ from torch import nn
 
 from .data import ImageDataset, eval_loader, split_samples, to_device
 from .distributed import DistEnv, all_reduce_sum
+from .errors import DataError, RecipeError
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def run_test(target: str, data: str, weights: str | None = None, split: str = "v
         samples = split_samples(data, split, ann_file)
         num_classes = int(getattr(model, "num_classes", 0))
         if max(samples.labels) >= num_classes or min(samples.labels) < 0:
-            raise ValueError(f"{data}: labels must be 0..{num_classes - 1} for this {num_classes}-class model "
+            raise DataError(f"{data}: labels must be 0..{num_classes - 1} for this {num_classes}-class model "
                              f"(found {min(samples.labels)}..{max(samples.labels)})")
         dataset = ImageDataset(samples, EvalSampleTransform(preprocessing))
         loader = eval_loader(dataset, batch_size, min(num_workers, os.cpu_count() or 1), env.rank, env.world_size,
@@ -120,7 +121,7 @@ def _test_model(target: str, weights: str | None) -> tuple[nn.Module, Any, dict[
     recipe = get_recipe(target)
     path = resolve_weights(weights) if weights else (Path(target) / "model.safetensors" if Path(target).is_dir() else None)
     if path is None:
-        raise ValueError(f"{target} is a recipe: pass --weights (a run folder or its model.safetensors)")
+        raise RecipeError(f"{target} is a recipe: pass --weights (a run folder or its model.safetensors)")
     recipe = run_recipe(path) or recipe
     model = build_for_recipe(recipe)
     load_weights(model, str(path))

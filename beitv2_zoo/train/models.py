@@ -168,6 +168,9 @@ def build_mim(recipe: MIMRecipe) -> BeitV2Pretrain:
         settings["early_layers"] = recipe.early_layers
     model = BeitV2Pretrain(**settings)
     assert model.tokenizer is not None
+    if tuple(model.tokenizer.grid_size) != tuple(model.patch_embed.grid_size):
+        raise RecipeError(f"the tokenizer {recipe.tokenizer!r} makes a {tuple(model.tokenizer.grid_size)} grid of codes, "
+                          f"the model a {tuple(model.patch_embed.grid_size)} grid of patches; use the same patch size")
     load_state_dict_strict(model.tokenizer, tokenizer_state, source=f"tokenizer {recipe.tokenizer}")
     model.tokenizer.requires_grad_(False).eval()
     return model

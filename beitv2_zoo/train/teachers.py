@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import Beit
+from .errors import RecipeError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -126,7 +127,7 @@ def build_teacher(spec: str, weights: str = "", img_size: int = 224) -> Teacher:
 
     model = get_model(path)
     if not isinstance(model, Beit):
-        raise ValueError(f"teacher {spec!r} is not a BEiT classifier")
+        raise RecipeError(f"teacher {spec!r} is not a BEiT classifier")
     from ..weights import IMAGENET_EVAL
 
     return BeitTeacher(model, IMAGENET_EVAL.mean, IMAGENET_EVAL.std)

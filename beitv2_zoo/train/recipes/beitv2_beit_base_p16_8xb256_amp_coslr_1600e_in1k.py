@@ -5,7 +5,8 @@ which differs from the 300-epoch config only in drop path 0.1, betas (0.9, 0.999
 length (cosine to epoch 1600); mmpretrain publishes no weights for it. The official
 ``PRETRAINING.md`` command is the same recipe on 16 GPUs × 128 ("0.999 for 1600 epochs",
 "0.1 for 1600 epochs"). The differences from the official code listed in the 300-epoch
-recipe's docstring apply here too; the official tokenizer is the one this recipe uses.
+recipe's docstring apply here too (the official runs use ``tokenizer=vqkd_encoder_base_decoder_3x768x12_clip``,
+mmpretrain its copy ``vqkd_encoder``).
 """
 
 from ..config import MIMRecipe
@@ -14,7 +15,7 @@ RECIPE = MIMRecipe(
     name="beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k",
     model="beitv2_mim_base_patch16",
     img_size=224,
-    tokenizer="vqkd_encoder_base_decoder_3x768x12_clip",
+    tokenizer="vqkd_encoder",
     early_layers=9,
     head_layers=2,
     init_values=0.1,

@@ -18,6 +18,7 @@ RECIPE = VQKDRecipe(
     code_dim=8,
     decoder_depth=1,
     kmeans_init=True,
+    dead_code_restart=True,
     crop_scale=(0.5, 1.0),
     mean=(0.0, 0.0, 0.0),
     std=(1.0, 1.0, 1.0),

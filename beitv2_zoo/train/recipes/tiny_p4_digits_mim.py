@@ -24,6 +24,7 @@ RECIPE = MIMRecipe(
     max_mask_patches=0,
     crop_scale=(0.6, 1.0),
     color_jitter=0.4,
+    hflip=0.0,  # digits are not mirror-symmetric
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     epochs=100,

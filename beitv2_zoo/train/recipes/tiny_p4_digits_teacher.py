@@ -28,6 +28,7 @@ RECIPE = FinetuneRecipe(
     random_erasing=0.0,
     crop_scale=(0.6, 1.0),
     eval_resize=32,
+    hflip=0.0,  # digits are not mirror-symmetric
     mean=(0.5, 0.5, 0.5),
     std=(0.5, 0.5, 0.5),
     epochs=150,

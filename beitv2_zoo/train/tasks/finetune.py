@@ -51,7 +51,7 @@ def setup(recipe: FinetuneRecipe, env: DistEnv) -> TaskSetup:
     samples = split_samples(recipe.data_root, recipe.train_split, recipe.ann_file)
     transform = ClassifierTrainTransform(recipe.img_size, recipe.mean, recipe.std, recipe.crop_scale,
                                          recipe.randaug_num_ops, recipe.randaug_magnitude,
-                                         recipe.randaug_magnitude_std, recipe.random_erasing)
+                                         recipe.randaug_magnitude_std, recipe.random_erasing, recipe.hflip)
     classifier = build_classifier(recipe)
     mixing = MixupCutmix(recipe.num_classes, recipe.mixup, recipe.cutmix, recipe.mixup_prob,
                          recipe.mixup_switch_prob, recipe.label_smoothing)

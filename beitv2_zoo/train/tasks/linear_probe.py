@@ -41,7 +41,7 @@ def setup(recipe: LinearProbeRecipe, env: DistEnv) -> TaskSetup:
     samples = split_samples(recipe.data_root, recipe.train_split, recipe.ann_file)
     classifier = build_classifier(recipe)
     objective = LinearProbeObjective(classifier)
-    transform = CropFlipTransform(recipe.img_size, recipe.crop_scale, recipe.mean, recipe.std)
+    transform = CropFlipTransform(recipe.img_size, recipe.crop_scale, recipe.mean, recipe.std, hflip=recipe.hflip)
     groups = param_groups(classifier.head.named_parameters(prefix="head"), recipe.weight_decay)
 
     def prepare(batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:

@@ -51,7 +51,7 @@ def setup(recipe: MIMRecipe, env: DistEnv) -> TaskSetup:
     patch = patch[0] if isinstance(patch, (tuple, list)) else patch
     transform = MIMTransform(recipe.img_size, recipe.img_size, patch, recipe.mean, recipe.std, recipe.crop_scale,
                              recipe.color_jitter, recipe.num_mask_patches, recipe.min_mask_patches,
-                             recipe.max_mask_patches or None)
+                             recipe.max_mask_patches or None, recipe.hflip)
     samples = split_samples(recipe.data_root, recipe.train_split, recipe.ann_file)
     val_set = None
     from pathlib import Path

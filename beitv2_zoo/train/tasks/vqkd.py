@@ -3,6 +3,7 @@
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -34,6 +35,40 @@ class VQKDObjective(nn.Module):
         targets = self.teacher(image, self.tokenizer.grid_size)
         out = self.tokenizer.loss(image, targets)
         return {"loss": out["loss"], "rec_loss": out["rec_loss"], "quant_loss": out["quant_loss"]}
+
+
+class DeadCodeRestart:
+    """Re-seed the codes that no vector chose during an epoch (``cluster_size == 0`` at its end).
+
+    At the end of each epoch (before the usage statistic is reset) the unused codes are
+    marked; the next training-mode call of the quantizer replaces each with a random one of
+    its input vectors (l2-normalised encoder outputs), drawn on rank 0 and broadcast, so every
+    rank keeps the same codebook. The choice uses torch's generator, which checkpoints save:
+    a resumed run restarts the same codes with the same vectors.
+    """
+
+    def __init__(self, tokenizer: VQKD) -> None:
+        self.quantize = tokenizer.quantize
+        self.dead: torch.Tensor | None = None
+        self.restarted = 0
+        self.quantize.register_forward_pre_hook(self._replace)
+
+    def epoch_end(self) -> None:
+        dead = self.quantize.cluster_size == 0
+        self.dead = dead.clone() if self.quantize.embedding.is_initialised() and bool(dead.any()) else None
+
+    @torch.no_grad()
+    def _replace(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
+        if self.dead is None or not module.training:
+            return
+        z = args[0].detach().float()
+        vectors = F.normalize(z.permute(0, 2, 3, 1).reshape(-1, z.shape[1]), dim=-1)
+        count = int(self.dead.sum())
+        new = vectors[torch.randint(0, vectors.shape[0], (count,), device=vectors.device)]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast(new, src=0)
+        self.quantize.embedding.weight.data[self.dead.to(new.device)] = new.to(self.quantize.embedding.weight.dtype)
+        self.restarted, self.dead = count, None
 
 
 def codebook_usage(tokenizer: VQKD) -> dict[str, float]:
@@ -70,7 +105,7 @@ def vqkd_evaluator(teacher: Teacher):
 def setup(recipe: VQKDRecipe, env: DistEnv) -> TaskSetup:
     teacher = build_teacher(recipe.teacher, recipe.teacher_weights, recipe.img_size).to(env.device)
     tokenizer = build_tokenizer(recipe, teacher.out_dim)
-    transform = CropFlipTransform(recipe.img_size, recipe.crop_scale, color_jitter=recipe.color_jitter)  # [0, 1]
+    transform = CropFlipTransform(recipe.img_size, recipe.crop_scale, color_jitter=recipe.color_jitter, hflip=recipe.hflip)  # [0, 1]
     samples = split_samples(recipe.data_root, recipe.train_split, recipe.ann_file)
     val_set = None
     from pathlib import Path
@@ -88,6 +123,16 @@ def setup(recipe: VQKDRecipe, env: DistEnv) -> TaskSetup:
     def prepare(batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"image": batch["image"]}
 
+    restart = DeadCodeRestart(tokenizer) if recipe.dead_code_restart else None
+
+    def epoch_start(epoch: int) -> None:
+        if restart is not None and epoch > 0:
+            restart.epoch_end()
+        tokenizer.quantize.reset_usage()  # usage is counted per epoch, as in the official loop
+
+    def stats() -> dict[str, float]:
+        return {**codebook_usage(tokenizer), **({"restarted_codes": restart.restarted} if restart is not None else {})}
+
     return TaskSetup(
         objective=VQKDObjective(tokenizer, teacher),
         saved=tokenizer,
@@ -96,6 +141,6 @@ def setup(recipe: VQKDRecipe, env: DistEnv) -> TaskSetup:
         param_groups=param_groups(tokenizer.named_parameters(), recipe.weight_decay, tokenizer.no_weight_decay()),
         prepare=prepare,
         evaluate=vqkd_evaluator(teacher),
-        on_epoch_start=lambda epoch: tokenizer.quantize.reset_usage(),
-        stats=lambda: codebook_usage(tokenizer),
+        on_epoch_start=epoch_start,
+        stats=stats,
     )
