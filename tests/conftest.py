@@ -67,3 +67,20 @@ def image_batch(batch: int = 2, size: int = 224, seed: int = 0) -> torch.Tensor:
 
 def max_abs_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> float:
     return float(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)).max())
+
+
+@pytest.fixture
+def registered():
+    """``add(record)`` registers a test-only record; every record added is unregistered afterwards."""
+    from beitv2_zoo.registry import register, unregister
+
+    names = []
+
+    def add(record):
+        register(record)
+        names.append(record.name)
+        return record.name
+
+    yield add
+    for name in names:
+        unregister(name)

@@ -5,13 +5,12 @@ import hashlib
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from beitv2_zoo import get_model
 from beitv2_zoo.errors import HashMismatchError, WeightsDownloadError
 from beitv2_zoo.hub import cached_file
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record, register, unregister
+from beitv2_zoo.registry import get_record
 from beitv2_zoo.weight_record import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
@@ -39,20 +38,6 @@ def served(tmp_path):
 def _record(name: str, url: str, **source_fields):
     base = get_record("test_beit_tiny")
     return dataclasses.replace(base, name=name, aliases=(), sources=(Source(url=url, host="openmmlab", **source_fields),))
-
-
-@pytest.fixture
-def registered():
-    names = []
-
-    def add(record):
-        register(record)
-        names.append(record.name)
-        return record.name
-
-    yield add
-    for name in names:
-        unregister(name)
 
 
 def test_download_verify_cache_and_reuse(served, registered, monkeypatch):

@@ -26,7 +26,7 @@ from beitv2_zoo import get_model, hub
 from beitv2_zoo.errors import CacheWriteError, HashMismatchError, WeightsDownloadError
 from beitv2_zoo.hub import DownloadPolicy, fetch_source, fetch_weights
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record, register, unregister
+from beitv2_zoo.registry import get_record
 from beitv2_zoo.weight_record import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
@@ -371,20 +371,6 @@ def test_a_read_only_cache_is_reused_and_a_missing_file_is_a_clear_error(served)
 
 
 # ---------------------------------------------------------------- several sources, get_model
-@pytest.fixture
-def registered():
-    names = []
-
-    def add(record):
-        register(record)
-        names.append(record.name)
-        return record.name
-
-    yield add
-    for name in names:
-        unregister(name)
-
-
 def _tiny_checkpoint(folder: Path) -> tuple[str, str, torch.nn.Module]:
     model = randomize_(build_beit("test_beit_tiny")).eval()
     staging = folder / "staging.pth"
