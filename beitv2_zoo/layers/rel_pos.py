@@ -19,17 +19,22 @@ def num_relative_distances(window_size: tuple[int, int]) -> int:
 def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     """Row of the bias table used by every (query, key) pair, CLS token included.
 
+    Always built on the CPU, even inside ``with torch.device("meta")``: meta ``arange``
+    has no kernel of its own and would pull in torch's decomposition machinery (sympy,
+    dynamo: about a second of imports).
+
     Returns:
         ``[N + 1, N + 1]`` int64 with ``N = Wh * Ww``; token 0 is the CLS token.
     """
     wh, ww = window_size
-    rows, cols = torch.meshgrid(torch.arange(wh), torch.arange(ww), indexing="ij")
+    cpu = torch.device("cpu")
+    rows, cols = torch.meshgrid(torch.arange(wh, device=cpu), torch.arange(ww, device=cpu), indexing="ij")
     coords = torch.stack([rows.flatten(), cols.flatten()])  # [2, N]
     delta = coords[:, :, None] - coords[:, None, :]  # [2, N, N]
     patch_index = (delta[0] + wh - 1) * (2 * ww - 1) + (delta[1] + ww - 1)
 
     total = num_relative_distances(window_size)
-    index = torch.empty(wh * ww + 1, wh * ww + 1, dtype=torch.long)
+    index = torch.empty(wh * ww + 1, wh * ww + 1, dtype=torch.long, device=cpu)
     index[1:, 1:] = patch_index
     index[0, :] = total - 3  # CLS query → patch keys
     index[:, 0] = total - 2  # patch queries → CLS key

@@ -113,7 +113,13 @@ class Beit(nn.Module):
 
     # ------------------------------------------------------------------ init
     def _init_weights(self, head_init_scale: float) -> None:
-        """Truncated-normal (std 0.02) linears, convs and tokens; depth-rescaled residual projections."""
+        """Truncated-normal (std 0.02) linears, convs and tokens; depth-rescaled residual projections.
+
+        Skipped on the ``meta`` device: there is nothing to fill, and meta arithmetic would
+        import torch's symbolic-shape machinery (a quarter of a second) for no result.
+        """
+        if self.cls_token.is_meta:
+            return
         for module in self.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 nn.init.trunc_normal_(module.weight, std=0.02)

@@ -145,7 +145,9 @@ class BeitV2Pretrain(Beit):
             self.tokenizer.requires_grad_(False).eval()
 
     def _init_weights(self, head_init_scale: float) -> None:
-        """The official pretraining initialisation of the backbone (called by :class:`Beit`)."""
+        """The official pretraining initialisation of the backbone (called by :class:`Beit`; skipped on ``meta``)."""
+        if self.cls_token.is_meta:
+            return
         for module in self.modules():
             _init_module(module)
         _bert_trunc_normal_(self.cls_token)
