@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def test_import_touches_neither_train_nor_network():
@@ -44,3 +45,22 @@ def test_package_data_is_installed():
     assert files.joinpath("py.typed").is_file()
     assert files.joinpath("labels", "imagenet1k.txt").is_file()
     assert files.joinpath("labels", "imagenet21k.tsv").is_file()
+
+
+def test_loading_and_predicting_leave_torch_compiler_machinery_unimported():
+    """Building on the meta device once pulled in sympy and torch._dynamo (about a second of a cold start)."""
+    script = textwrap.dedent(
+        """
+        import sys
+        from beitv2_zoo import get_model, inference_model
+        model = get_model("beitv2_tiny_patch4_32_digits", pretrained=True)  # shipped in the wheel
+        inference_model(model, "examples/images/chelsea.jpg")
+        heavy = [m for m in ("sympy", "torch._dynamo", "torch.fx.experimental.symbolic_shapes") if m in sys.modules]
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
