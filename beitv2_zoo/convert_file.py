@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from . import hub
-from .checkpoint import CANONICAL_FORMAT, read_checkpoint
+from .checkpoint import CANONICAL_FORMAT, Checkpoint, read_checkpoint, split_layout
+from .convert import StateDict
 from .errors import CheckpointError, ModelConfigError
 from .safetensors_io import save
 from .version import __version__
@@ -74,14 +75,28 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source: str | None =
     if dst.exists() and dst.resolve() == source_path.resolve():
         raise CheckpointError(f"{dst} is the source file itself; choose another destination")
     checkpoint = read_checkpoint(source_path)
+    metadata = canonical_metadata(checkpoint, label, hub.sha256_of(source_path), record)
+    save(dst, checkpoint.state_dict, metadata)
+    return ConvertedFile(dst, source_path, metadata, len(checkpoint.state_dict), dst.stat().st_size, hub.sha256_of(dst))
+
+
+def canonical_metadata(checkpoint: Checkpoint, source: str, source_sha256: str, record: Any = None) -> dict[str, str]:
+    """The string metadata (table above) of a canonical file holding ``checkpoint.state_dict``.
+
+    Args:
+        checkpoint: the source, read and converted by :func:`~beitv2_zoo.checkpoint.read_checkpoint`.
+        source: what was converted (a name, URL, hub spec or file name).
+        source_sha256: sha256 of the source file.
+        record: the :class:`~beitv2_zoo.weight_record.WeightRecord` of a registered name, if any.
+    """
     metadata = {
         "format": CANONICAL_FORMAT,
         "format_version": FORMAT_VERSION,
         "layout": "canonical",
-        "source": label,
-        "source_sha256": hub.sha256_of(source_path),
+        "source": source,
+        "source_sha256": source_sha256,
         "source_layout": checkpoint.layout,
-        "written_by": f"beitv2_zoo {__version__}",
+        "written_by": written_by(),
     }
     if record is not None:
         metadata.update(architecture=record.architecture, model_name=record.name)
@@ -90,8 +105,19 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source: str | None =
         metadata["model_settings"] = json.dumps(settings, sort_keys=True)
     if checkpoint.classes:
         metadata["classes"] = json.dumps(list(checkpoint.classes))
-    save(dst, checkpoint.state_dict, metadata)
-    return ConvertedFile(dst, source_path, metadata, len(checkpoint.state_dict), dst.stat().st_size, hub.sha256_of(dst))
+    return metadata
+
+
+def written_by() -> str:
+    """``'beitv2_zoo <version>'``: the ``written_by`` metadata of files this version writes."""
+    return f"beitv2_zoo {__version__}"
+
+
+def reads_back_unchanged(state_dict: StateDict) -> bool:
+    """Whether a canonical state dict, saved and read again, is detected as already canonical
+    (its keys pass through layout detection unchanged), so that the file loads as the source did."""
+    again, _ = split_layout(state_dict)
+    return again.keys() == state_dict.keys()
 
 
 def _local_source(src: str | Path, source: str | None, download: dict[str, Any]) -> tuple[Path, str, Any]:

@@ -34,6 +34,7 @@ def get_model(
     offline: bool | None = None,
     url_map: hub.UrlMap | None = None,
     progress: bool | None = None,
+    safetensors_copy: bool | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a model by registry name (or from a checkpoint file) and optionally load weights.
@@ -49,6 +50,9 @@ def get_model(
             URL, overriding ``BEITV2_ZOO_CACHE``, ``BEITV2_ZOO_OFFLINE``, ``BEITV2_ZOO_URL_MAP``
             and ``BEITV2_ZOO_PROGRESS`` (see :mod:`beitv2_zoo.hub`); ``offline`` also keeps
             ``hf-hub:`` weights to huggingface_hub's local cache.
+        safetensors_copy: keep and load a canonical safetensors copy of a downloaded ``.pth``
+            (memory-mapped; the default, unless ``BEITV2_ZOO_SAFETENSORS_COPY=0``). The weights
+            are bit-identical either way.
         **kwargs: ``dtype`` (e.g. ``torch.bfloat16``: parameters are converted after loading),
             ``compile`` (``True`` wraps the model in ``torch.compile`` where available),
             ``num_classes`` (a new head), ``img_size`` (position tables are resized),
@@ -73,7 +77,8 @@ def get_model(
     model_kwargs = {**inferred[1], **kwargs} if inferred else _model_kwargs(record, file_checkpoint, kwargs)
     _validate({**architecture.settings, **model_kwargs}, architecture.is_classifier)
     checkpoint = file_checkpoint
-    download = dict(cache_dir=cache_dir, offline=offline, url_map=url_map, progress=progress)
+    download = dict(cache_dir=cache_dir, offline=offline, url_map=url_map, progress=progress,
+                    safetensors_copy=safetensors_copy)
     if checkpoint is None and pretrained:
         checkpoint = read_checkpoint(_weights_path(record, pretrained, **download))
 
@@ -163,15 +168,16 @@ def _validate(settings: dict[str, Any], is_classifier: bool) -> None:
 
 
 def _weights_path(record: WeightRecord | None, pretrained: PretrainedArg, **download: Any) -> Path:
-    """The local file for ``pretrained``; ``download`` holds the keyword arguments of :func:`hub.fetch_weights`."""
+    """The local file to load for ``pretrained`` (a cached pickle's canonical safetensors copy where
+    there is one); ``download`` holds the keyword arguments of :func:`hub.fetch_weights`."""
     if pretrained is True:
         assert record is not None
-        return hub.fetch_weights(record, **download)
+        return hub.fetch_weights(record, for_loading=True, **download)
     spec = str(pretrained)
     if spec.startswith("hf-hub:"):
         return hub.fetch_hf_spec(spec, offline=download.get("offline"))
     if re.match(r"^https?://", spec):
-        return hub.fetch_url(spec, **download)
+        return hub.fetch_url(spec, for_loading=True, **download)
     return Path(spec).expanduser()
 
 

@@ -16,7 +16,9 @@ copy-on-write mapping: pages are read lazily and writes never reach the file) an
 each tensor a view on a slice of that storage. Nothing is copied, except a tensor whose
 byte offset is not a multiple of its element size (other writers may produce one), which
 is copied into aligned memory. Each tensor owns a distinct storage slice, so a state dict
-read here can be saved again with ``safetensors`` or ``torch.save`` as usual.
+read here can be saved again with ``safetensors`` or ``torch.save`` as usual. Filler tensors
+named ``__pad__.<i>`` (:data:`PAD_PREFIX`, written by :mod:`beitv2_zoo.safetensors_aligned`
+to align the others) are skipped.
 """
 
 import json
@@ -30,6 +32,8 @@ import torch
 
 from .errors import CheckpointError
 
+PAD_PREFIX = "__pad__."
+"""Names of filler tensors that only align the tensors after them; readers here skip them."""
 _HEADER_LIMIT = 100 * 1024 * 1024  # bytes; the safetensors library refuses larger headers too
 
 DTYPES: dict[str, torch.dtype] = {
@@ -168,11 +172,12 @@ def load_mmap(path: str | Path) -> dict[str, torch.Tensor]:
     if sys.byteorder != "little":  # the mapping holds little-endian bytes; let the library swap them
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        return {k: v for k, v in load_file(str(path), device="cpu").items() if not k.startswith(PAD_PREFIX)}
     if not header.tensors:
         return {}
     storage = torch.UntypedStorage.from_file(os.fspath(path), shared=False, nbytes=header.file_size)
-    return {name: _view(storage, header.data_start, info) for name, info in header.tensors.items()}
+    return {name: _view(storage, header.data_start, info) for name, info in header.tensors.items()
+            if not name.startswith(PAD_PREFIX)}
 
 
 def _view(storage: torch.UntypedStorage, data_start: int, info: TensorInfo) -> torch.Tensor:
@@ -187,6 +192,15 @@ def _view(storage: torch.UntypedStorage, data_start: int, info: TensorInfo) -> t
         aligned.view(-1).view(torch.uint8).copy_(flat)
         return aligned
     return flat.view(info.dtype).view(info.shape)
+
+
+def looks_like_safetensors(path: str | Path) -> bool:
+    """Whether ``path`` starts like a safetensors file (an 8-byte header length that fits the
+    file, then ``{``), whatever its suffix; reads 9 bytes."""
+    path = Path(path)
+    with path.open("rb") as handle:
+        head = handle.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
 
 
 def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

@@ -17,7 +17,7 @@ def isolated_cache(tmp_path_factory, monkeypatch):
     cache = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("BEITV2_ZOO_CACHE", str(cache))
     for name in ("BEITV2_ZOO_OFFLINE", "BEITV2_ZOO_URL_MAP", "BEITV2_ZOO_PROGRESS", "BEITV2_ZOO_TIMEOUT",
-                 "BEITV2_ZOO_RETRIES"):
+                 "BEITV2_ZOO_RETRIES", "BEITV2_ZOO_SAFETENSORS_COPY"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BEITV2_ZOO_BACKOFF", "0.01")
     return cache

@@ -16,7 +16,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     actions = cache.add_subparsers(dest="action", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="files in the cache, their size and the names they belong to")
     verify = actions.add_parser("verify", help="re-hash every cached file against its record (exit 1 if one is bad)")
-    clean = actions.add_parser("clean", help="remove unfinished downloads (with --all: every cached checkpoint)")
+    clean = actions.add_parser("clean", help="remove unfinished downloads and orphaned safetensors copies "
+                                             "(with --all: every cached checkpoint and copy)")
     clean.add_argument("--all", action="store_true", help="remove every cached checkpoint too")
     for parser, handler in ((listing, run_cache_list), (verify, run_cache_verify), (clean, run_cache_clean)):
         _add_cache_dir(parser)
@@ -75,8 +76,10 @@ def run_cache_list(args: argparse.Namespace) -> int:
     entries = hub.list_cache(args.cache_dir)
     print(f"cache: {root}")
     for entry in entries:
-        state = "partial" if entry.partial else "file"
+        state = "partial" if entry.partial else "copy" if entry.copy_of else "file"
         names = ", ".join(entry.names) if entry.names else ("(unfinished download)" if entry.partial else "(no record)")
+        if entry.copy_of and not entry.partial:
+            names = f"{names}; safetensors copy of {entry.copy_of}"
         print(f"  {_human(entry.size):>10}  {state:<7}  {entry.path.name}  {names}")
     total = sum(e.size for e in entries)
     print(f"{len(entries)} file{'s' if len(entries) != 1 else ''}, {_human(total)}")

@@ -10,7 +10,8 @@ Settings, read at every call (never at import), each with a keyword argument tha
     a missing file is an error naming the path to place it at), ``BEITV2_ZOO_URL_MAP``
     (``url_map=``: comma-separated ``old_prefix=new_prefix`` rewrites, for mirrors),
     ``BEITV2_ZOO_PROGRESS`` (``progress=``: ``1`` shows the bar even when stderr is not a
-    terminal, ``0`` hides it), and the :class:`DownloadPolicy` variables
+    terminal, ``0`` hides it), ``BEITV2_ZOO_SAFETENSORS_COPY`` (``safetensors_copy=``: ``0``
+    turns off the copies described below), and the :class:`DownloadPolicy` variables
     ``BEITV2_ZOO_TIMEOUT`` / ``BEITV2_ZOO_RETRIES`` / ``BEITV2_ZOO_BACKOFF`` (``policy=``).
 
 How a URL source is fetched (:func:`fetch_source`)
@@ -35,6 +36,14 @@ How a URL source is fetched (:func:`fetch_source`)
     Correctness never depends on the lock (on file systems where ``flock`` does nothing,
     processes may download twice, but every file still lands whole and verified).
 
+Safetensors copies (:mod:`.copies`, :mod:`.loadable`; ``BEITV2_ZOO_SAFETENSORS_COPY=0`` or
+    ``safetensors_copy=False`` turns them off)
+    With ``for_loading=True`` (what ``get_model`` asks for), a verified pickle (``.pth``,
+    ``.bin``) gets a sibling ``<file>.canonical.safetensors`` holding its state dict already
+    converted to the canonical layout, plus ``<file>.canonical.safetensors.sha256``; that copy
+    is returned instead, so loading memory-maps it. A later call checks only the copy (its
+    sha256, and that it was made from the file the record promises) and never opens the pickle.
+
 Disk-full, quota and permission errors raise :class:`CacheWriteError` (a
 :class:`WeightsDownloadError`), naming the folder, and remove this process's temporary file.
 
@@ -43,6 +52,7 @@ Modules
     ``settings`` (policy, environment, URL map), ``cache`` (layout and hashes), ``download``
     (reuse, lock, verified download; steps 1–5), ``transfer`` (one HTTP body with retries and
     resume), ``partial`` (the temporary file), ``disk`` (cache-write errors, free space),
+    ``copies`` and ``loadable`` (canonical safetensors copies of cached pickles),
     ``hf`` (the Hugging Face Hub), ``inventory`` (list, verify and clean the cache) and
     ``packaged`` (``package:`` sources: files shipped inside the installed package).
 """
@@ -60,9 +70,11 @@ from .cache import (
     resumable_partial,
     sha256_of,
 )
+from .copies import inspect_copy
 from .download import fetch_file
 from .hf import HF_DEFAULT_FILES, HubFileMissing, fetch_hf, hf_environment
 from .inventory import CacheEntry, clean_cache, list_cache, verify_entry
+from .loadable import fetch_loadable
 from .packaged import PACKAGE_SCHEME, is_packaged, packaged_file
 from .settings import (
     DownloadPolicy,
@@ -85,15 +97,21 @@ def fetch_source(
     url_map: UrlMap | None = None,
     progress: bool | None = None,
     policy: DownloadPolicy | None = None,
+    for_loading: bool = False,
+    safetensors_copy: bool | None = None,
 ) -> Path:
     """A verified local copy of ``source``, downloaded if it is not cached (see the module docstring).
+
+    ``for_loading=True`` returns the file a loader should read: for a pickle, its canonical
+    safetensors copy, made on first use, unless ``safetensors_copy`` (default
+    ``BEITV2_ZOO_SAFETENSORS_COPY``, on) is off or the copy cannot be written.
 
     Raises:
         HashMismatchError: the file's sha256 differs from the record (the file was deleted).
         CacheWriteError: the cache cannot be written (disk full, permission).
         WeightsDownloadError: offline without the file, an HTTP error, or retries exhausted.
     """
-    return _fetch(source, resolve_settings(cache_dir, offline, url_map, progress, policy))
+    return _fetch(source, resolve_settings(cache_dir, offline, url_map, progress, policy, safetensors_copy), for_loading)
 
 
 def fetch_url(
@@ -104,14 +122,17 @@ def fetch_url(
     url_map: UrlMap | None = None,
     progress: bool | None = None,
     policy: DownloadPolicy | None = None,
+    for_loading: bool = False,
+    safetensors_copy: bool | None = None,
 ) -> Path:
     """Download any ``http(s)://`` URL into the cache.
 
     A file name ending in ``-<hex>.<ext>`` (the torch.hub / OpenMMLab convention) is checked
-    against that sha256 prefix; other files are taken as served.
+    against that sha256 prefix; other files are taken as served. ``for_loading`` and
+    ``safetensors_copy``: as in :func:`fetch_source`.
     """
     source = Source(url=url, sha256_prefix=hash_prefix_in_name(url.rsplit("/", 1)[-1]), host="url")
-    return _fetch(source, resolve_settings(cache_dir, offline, url_map, progress, policy))
+    return _fetch(source, resolve_settings(cache_dir, offline, url_map, progress, policy, safetensors_copy), for_loading)
 
 
 def fetch_hf_spec(spec: str, *, offline: bool | None = None) -> Path:
@@ -163,9 +184,11 @@ def fetch_weights(
     url_map: UrlMap | None = None,
     progress: bool | None = None,
     policy: DownloadPolicy | None = None,
+    for_loading: bool = False,
+    safetensors_copy: bool | None = None,
 ) -> Path:
     """Try each source of ``record`` in order (or only ``source``, see :func:`select_sources`);
-    return the first verified local file.
+    return the first verified local file (with ``for_loading``, the file to load: see :func:`fetch_source`).
 
     Raises:
         HashMismatchError: a source served a file with the wrong hash (not masked by other sources).
@@ -174,12 +197,12 @@ def fetch_weights(
     """
     if not record.sources:
         raise WeightsDownloadError(f"{record.name} has no published weights; use pretrained=False or a local file")
-    settings = resolve_settings(cache_dir, offline, url_map, progress, policy)
+    settings = resolve_settings(cache_dir, offline, url_map, progress, policy, safetensors_copy)
     failures = []
     candidates = select_sources(record, source)
     for candidate in candidates:
         try:
-            return _fetch(candidate, settings)
+            return _fetch(candidate, settings, for_loading)
         except HashMismatchError:
             raise
         except WeightsDownloadError as error:
@@ -192,7 +215,7 @@ def fetch_weights(
     )
 
 
-def _fetch(source: Source, settings: HubSettings) -> Path:
+def _fetch(source: Source, settings: HubSettings, for_loading: bool = False) -> Path:
     if is_packaged(source):  # shipped inside the package: no cache, no network
         return packaged_file(source)
     if source.hf_repo:
@@ -200,7 +223,8 @@ def _fetch(source: Source, settings: HubSettings) -> Path:
     if not source.url:
         raise WeightsDownloadError("a source needs a url or an hf_repo")
     target = cached_file(source, settings.cache_dir)
-    return fetch_file(map_url(source.url, settings.url_map), target, source, settings)
+    fetch = fetch_loadable if for_loading else fetch_file
+    return fetch(map_url(source.url, settings.url_map), target, source, settings)
 
 
 __all__ = [
@@ -217,12 +241,14 @@ __all__ = [
     "describe_request_error",
     "expected_hash",
     "fetch_hf_spec",
+    "fetch_loadable",
     "fetch_source",
     "fetch_url",
     "fetch_weights",
     "hash_matches",
     "hash_prefix_in_name",
     "hf_environment",
+    "inspect_copy",
     "is_offline",
     "list_cache",
     "map_url",

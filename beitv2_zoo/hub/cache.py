@@ -6,7 +6,8 @@ and whether a file's sha256 is the one its source promises.
     <cache>/checkpoints/<file>                              a verified download
     <cache>/checkpoints/<file>.tmp-<random>.incomplete      a download in progress (one process's own)
     <cache>/checkpoints/<file>.sha256-<hash16>.incomplete   an interrupted download, waiting to be resumed
-    <cache>/.locks/checkpoints/<file>.lock                  the per-file download lock
+    <cache>/checkpoints/<file>.canonical.safetensors[.sha256]   a pickle's canonical copy and its hash (see copies.py)
+    <cache>/.locks/checkpoints/<file>.lock                  the per-file download (and conversion) lock
 """
 
 import hashlib

@@ -40,7 +40,7 @@ def fetch_file(url: str, target: Path, source: Source, settings: HubSettings) ->
             f"offline (BEITV2_ZOO_OFFLINE / offline=True) and {target} is not cached; download {url} and place it at "
             f"{target}, or pass the file itself (pretrained=PATH)"
         )
-    with _download_lock(target, settings.policy):
+    with download_lock(target, settings.policy):
         if _reusable(target, source, settings, deleting=True):  # another process may have fetched it meanwhile
             return target
         return _download(url, target, source, settings)
@@ -65,7 +65,7 @@ def _reusable(target: Path, source: Source, settings: HubSettings, deleting: boo
 
 
 @contextmanager
-def _download_lock(target: Path, policy: DownloadPolicy) -> Iterator[None]:
+def download_lock(target: Path, policy: DownloadPolicy) -> Iterator[None]:
     """Hold the lock of ``target`` (an OS file lock, released if the process dies)."""
     from filelock import FileLock
 

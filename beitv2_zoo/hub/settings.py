@@ -86,6 +86,8 @@ class HubSettings:
         url_map: ``(old_prefix, new_prefix)`` rewrites; the first match applies.
         progress: show a progress bar on stderr.
         policy: time-outs, retries, back-off and lock waiting.
+        safetensors_copy: keep a canonical safetensors copy beside each cached pickle and load
+            that instead (see :mod:`beitv2_zoo.hub.copies`).
     """
 
     cache_dir: Path
@@ -93,6 +95,7 @@ class HubSettings:
     url_map: tuple[tuple[str, str], ...] = ()
     progress: bool = False
     policy: DownloadPolicy = field(default_factory=DownloadPolicy)
+    safetensors_copy: bool = True
 
 
 def resolve_settings(
@@ -101,11 +104,13 @@ def resolve_settings(
     url_map: UrlMap | None = None,
     progress: bool | None = None,
     policy: DownloadPolicy | None = None,
+    safetensors_copy: bool | None = None,
 ) -> HubSettings:
     """Keyword arguments where given, else the environment (read now), else the defaults.
 
     ``progress=None`` shows the bar when stderr is a terminal, unless ``BEITV2_ZOO_PROGRESS``
-    says otherwise; ``True`` always shows it; ``False`` never does.
+    says otherwise; ``True`` always shows it; ``False`` never does. ``safetensors_copy=None``
+    follows ``BEITV2_ZOO_SAFETENSORS_COPY`` (``0`` turns the copies off; default on).
     """
     return HubSettings(
         cache_dir=cache_root(cache_dir),
@@ -113,6 +118,7 @@ def resolve_settings(
         url_map=parse_url_map(os.environ.get("BEITV2_ZOO_URL_MAP", "") if url_map is None else url_map),
         progress=_show_progress(progress),
         policy=policy or DownloadPolicy.from_env(),
+        safetensors_copy=wants_safetensors_copy() if safetensors_copy is None else bool(safetensors_copy),
     )
 
 
@@ -136,6 +142,11 @@ def env_flag(name: str) -> bool | None:
 def is_offline() -> bool:
     """Whether ``BEITV2_ZOO_OFFLINE`` asks for no network access."""
     return bool(env_flag("BEITV2_ZOO_OFFLINE"))
+
+
+def wants_safetensors_copy() -> bool:
+    """Whether ``BEITV2_ZOO_SAFETENSORS_COPY`` allows canonical safetensors copies of cached pickles (default yes)."""
+    return env_flag("BEITV2_ZOO_SAFETENSORS_COPY") is not False
 
 
 def _show_progress(progress: bool | None) -> bool:

@@ -5,6 +5,7 @@ A BEiT bias table has one row per relative offset between two patches of a
 (CLS→patch, patch→CLS, CLS→CLS). Columns are attention heads.
 """
 
+import functools
 import math
 
 import torch
@@ -19,6 +20,9 @@ def num_relative_distances(window_size: tuple[int, int]) -> int:
 def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     """Row of the bias table used by every (query, key) pair, CLS token included.
 
+    Computed once per grid size (every block of a model asks for the same table); each
+    caller gets its own copy.
+
     Always built on the CPU, even inside ``with torch.device("meta")``: meta ``arange``
     has no kernel of its own and would pull in torch's decomposition machinery (sympy,
     dynamo: about a second of imports).
@@ -26,6 +30,11 @@ def relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     Returns:
         ``[N + 1, N + 1]`` int64 with ``N = Wh * Ww``; token 0 is the CLS token.
     """
+    return _relative_position_index(tuple(window_size)).clone()
+
+
+@functools.lru_cache(maxsize=8)
+def _relative_position_index(window_size: tuple[int, int]) -> torch.Tensor:
     wh, ww = window_size
     cpu = torch.device("cpu")
     rows, cols = torch.meshgrid(torch.arange(wh, device=cpu), torch.arange(ww, device=cpu), indexing="ij")

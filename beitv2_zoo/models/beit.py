@@ -144,10 +144,11 @@ class Beit(nn.Module):
         return [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
 
     def init_non_persistent_buffers(self) -> None:
-        """Recompute the derived ``relative_position_index`` buffers (after building on the meta device)."""
+        """Recompute derived ``relative_position_index`` buffers left without storage (built on the meta device)."""
+        device = next(self.parameters()).device
         for module in self.modules():
-            if hasattr(module, "relative_position_index") and getattr(module, "window_size", None):
-                device = next(self.parameters()).device
+            index = getattr(module, "relative_position_index", None)
+            if isinstance(index, torch.Tensor) and getattr(module, "window_size", None) and index.device != device:
                 module.relative_position_index = relative_position_index(module.window_size).to(device)
 
     # ------------------------------------------------------------- helpers

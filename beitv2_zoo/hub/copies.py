@@ -1,0 +1,209 @@
+"""Canonical safetensors copies of cached pickles: their names, their check, writing and removing them.
+
+A ``.pth`` (or ``.bin``, any PyTorch pickle) must be unpickled into memory and converted on
+every load, while a safetensors file in the canonical layout is memory-mapped with no copy.
+So, after a pickle in the cache has been verified, the loader (:mod:`.loadable`) keeps its
+converted state dict beside it::
+
+    <cache>/checkpoints/<file>                                   the verified download (``….pth``)
+    <cache>/checkpoints/<file>.canonical.safetensors             its canonical copy, tensors 64-byte aligned
+    <cache>/checkpoints/<file>.canonical.safetensors.sha256      the copy's sha256 (``sha256sum`` format)
+    <cache>/checkpoints/<file>.canonical.safetensors.tmp-<random>.incomplete    a copy being written
+
+The copy's name keeps the whole source name (suffix included), so it can never collide with
+another download, and ``sha256sum -c`` checks it by hand. Its tensors start on 64-byte
+boundaries (:mod:`beitv2_zoo.safetensors_aligned`), so the mapped model computes bit for bit
+what the model loaded from the pickle computes; it gets the source file's permissions.
+Its metadata is what ``beitv2-zoo convert`` writes (``format``, ``layout``, ``source`` = the URL, ``source_sha256``,
+``source_layout``, ``written_by``, ``model_settings``, ``classes``) plus:
+
+======================  ================================================================
+``cache_copy_of``       the source file's name
+``cache_copy_version``  :data:`COPY_VERSION`
+``source_size``         the source file's size in bytes
+======================  ================================================================
+
+A copy is used only when (:func:`inspect_copy`) the source file is still there with the
+recorded size, the copy was written by this version of beitv2_zoo, the recorded
+``source_sha256`` is the one the record promises, and the copy's own sha256 equals its
+``.sha256`` file. The last check replaces re-hashing the source: each reuse hashes one file,
+the copy. Anything else makes the copy ``'stale'`` or ``'bad'``; the loader then deletes it
+(with a warning) and converts the verified source again.
+"""
+
+import logging
+import os
+import re
+import stat
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..weight_record import Source
+from .cache import expected_hash, hash_matches, hash_prefix_in_name, sha256_of
+from .disk import check_free_space, writing
+
+if TYPE_CHECKING:
+    import torch
+
+logger = logging.getLogger(__package__)
+
+COPY_SUFFIX = ".canonical.safetensors"
+"""Appended to the source file's name."""
+HASH_SUFFIX = ".sha256"
+"""Appended to the copy's name for the file holding its sha256."""
+COPY_VERSION = "1"
+"""Bump when the copy's contents change meaning: older copies are then converted again."""
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class CopyCheck:
+    """What :func:`inspect_copy` found.
+
+    Attributes:
+        status: ``'ok'`` (use it), ``'missing'`` (no copy), ``'stale'`` (a sound copy that no
+            longer fits: source gone or resized, another beitv2_zoo version) or ``'bad'``
+            (damaged, unverifiable, or converted from a file other than the promised one).
+        detail: a sentence for messages (the copy's sha256 when ``'ok'``).
+    """
+
+    status: str
+    detail: str
+
+    @property
+    def usable(self) -> bool:
+        return self.status == "ok"
+
+
+def copy_path(source_file: Path) -> Path:
+    """``<file>.canonical.safetensors`` beside ``source_file``."""
+    return source_file.with_name(source_file.name + COPY_SUFFIX)
+
+
+def hash_path(copy: Path) -> Path:
+    """``<copy>.sha256``: the copy's recorded sha256."""
+    return copy.with_name(copy.name + HASH_SUFFIX)
+
+
+def source_name_of(name: str) -> str | None:
+    """The source file name a copy (or its hash file, or a copy being written) belongs to; ``None`` for other names."""
+    name = name.split(".tmp-")[0]
+    if name.endswith(COPY_SUFFIX + HASH_SUFFIX):
+        name = name[: -len(HASH_SUFFIX)]
+    return name[: -len(COPY_SUFFIX)] if name.endswith(COPY_SUFFIX) and len(name) > len(COPY_SUFFIX) else None
+
+
+def inspect_copy(source_file: Path, sources: Iterable[Source] = ()) -> CopyCheck:
+    """Check the copy of ``source_file`` against ``sources`` (those promising a hash are compared
+    with the recorded ``source_sha256``; with none, a ``-<hex>.`` prefix in the file name is).
+
+    Cheap checks come first (metadata, sizes); the copy is hashed only when they pass. A file
+    that cannot be read makes the copy ``'bad'``; this never raises.
+    """
+    from ..errors import CheckpointError
+
+    copy = copy_path(source_file)
+    try:
+        return _inspect(copy, source_file, sources)
+    except (CheckpointError, OSError) as error:
+        return CopyCheck("bad", f"{copy} cannot be read ({' '.join(str(error).split())})")
+
+
+def _inspect(copy: Path, source_file: Path, sources: Iterable[Source]) -> CopyCheck:
+    from ..convert_file import written_by
+    from ..safetensors_io import read_header
+
+    if not copy.is_file():
+        return CopyCheck("missing", f"{copy} does not exist")
+    recorded = _recorded_hash(hash_path(copy))
+    if recorded is None:
+        return CopyCheck("bad", f"{copy} has no readable sha256 in {hash_path(copy).name}")
+    metadata = read_header(copy).metadata
+    if metadata.get("cache_copy_of") != source_file.name or metadata.get("cache_copy_version") != COPY_VERSION:
+        return CopyCheck("bad", f"{copy} is not a version-{COPY_VERSION} copy of {source_file.name}")
+    if metadata.get("written_by") != written_by():
+        return CopyCheck("stale", f"{copy} was written by {metadata.get('written_by')}, this is {written_by()}")
+    if not source_file.is_file():
+        return CopyCheck("stale", f"{copy}: its source {source_file.name} is gone")
+    if metadata.get("source_size") != str(source_file.stat().st_size):
+        return CopyCheck("stale", f"{copy} was converted from a {metadata.get('source_size')}-byte "
+                                  f"{source_file.name}, which now has {source_file.stat().st_size} bytes")
+    source_hash = metadata.get("source_sha256", "")
+    for source in _hashed(sources, source_file.name):
+        if not _HEX64.match(source_hash) or not hash_matches(source_hash, source):
+            return CopyCheck("bad", f"{copy} was converted from a file with sha256 {source_hash or '(none)'}, "
+                                    f"expected {expected_hash(source)}")
+    actual = sha256_of(copy)
+    if actual != recorded:
+        return CopyCheck("bad", f"{copy} has sha256 {actual}, recorded {recorded} (corrupted or replaced)")
+    return CopyCheck("ok", f"sha256 {actual} (canonical copy of {source_file.name}, sha256 {source_hash})")
+
+
+def _hashed(sources: Iterable[Source], source_name: str) -> list[Source]:
+    checks = [s for s in sources if s.sha256 or s.sha256_prefix]
+    prefix = hash_prefix_in_name(source_name)
+    return checks or ([Source(url=source_name, sha256_prefix=prefix)] if prefix else [])
+
+
+def _recorded_hash(path: Path) -> str | None:
+    try:
+        text = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError):
+        return None
+    digest = text.split(maxsplit=1)[0].lower() if text.strip() else ""
+    return digest if _HEX64.match(digest) else None
+
+
+def write_copy(source_file: Path, tensors: dict[str, "torch.Tensor"], metadata: dict[str, str]) -> Path:
+    """Write the copy of ``source_file`` atomically, then its ``.sha256`` file; returns the copy's path.
+
+    ``tensors`` are canonical CPU tensors; ``metadata`` the string metadata (the ``cache_copy_*``
+    and ``source_size`` fields are added here). A failure leaves neither file behind.
+
+    Raises:
+        CacheWriteError: the cache cannot be written (disk full, permission).
+    """
+    from ..safetensors_aligned import ALIGNMENT, save_aligned
+
+    copy = copy_path(source_file)
+    metadata = {**metadata, "cache_copy_of": source_file.name, "cache_copy_version": COPY_VERSION,
+                "source_size": str(source_file.stat().st_size)}
+    temp = copy.with_name(f"{copy.name}.tmp-{uuid.uuid4().hex[:8]}.incomplete")
+    try:
+        with writing(copy):
+            check_free_space(copy, sum(t.numel() * t.element_size() + ALIGNMENT for t in tensors.values()))
+            digest = save_aligned(copy, tensors, metadata, temp=temp)
+            os.chmod(copy, stat.S_IMODE(source_file.stat().st_mode))  # readable by whoever may read the source
+            _write_text_atomically(hash_path(copy), f"{digest}  {copy.name}\n")
+    except BaseException:
+        for path in (copy, hash_path(copy)):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError:
+                logger.warning("could not remove %s; delete it by hand (or run `beitv2-zoo cache clean`)", path)
+        raise
+    return copy
+
+
+def _write_text_atomically(path: Path, text: str) -> None:
+    temp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}.incomplete")
+    try:
+        temp.write_text(text, encoding="ascii")
+        os.replace(temp, path)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def remove_copy(source_file: Path) -> None:
+    """Delete the copy of ``source_file`` and its ``.sha256`` file, if they exist.
+
+    Raises:
+        CacheWriteError: they cannot be deleted (a read-only cache).
+    """
+    copy = copy_path(source_file)
+    for path in (copy, hash_path(copy)):
+        with writing(path):
+            path.unlink(missing_ok=True)
