@@ -1,6 +1,7 @@
 """``inference_model``: images in, mmpretrain-style predictions out."""
 
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -26,7 +27,7 @@ def inference_model(
     *,
     topk: int | None = None,
     batch_size: int = 8,
-    num_workers: int = 2,
+    num_workers: int | None = None,
     on_error: str = "raise",
     **kwargs: Any,
 ) -> Prediction | list[Prediction | None]:
@@ -39,7 +40,9 @@ def inference_model(
         topk: also return the ``topk`` best classes under ``'pred_topk'``.
         batch_size: images per forward pass when ``inputs`` is a list.
         num_workers: threads that decode and preprocess the next batch while the model
-            computes the current one (``0``: all in the calling thread).
+            computes the current one (``0``: all in the calling thread). ``None`` (the
+            default) chooses: 2, or 0 when the model runs on the CPU and torch's intra-op
+            threads already use every core this process may run on (see :func:`auto_workers`).
         on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`) or
             ``'skip'`` (it is logged and its result is ``None``).
         **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
@@ -72,8 +75,9 @@ def inference_model(
     parameter = next(model.parameters())
     device, dtype = parameter.device, parameter.dtype
 
+    workers = auto_workers(device) if num_workers is None else num_workers
     results: list[Prediction | None] = []
-    for tensors in _preprocessed_batches(items, transform, batch_size, num_workers, on_error):
+    for tensors in _preprocessed_batches(items, transform, batch_size, workers, on_error):
         good = [t for t in tensors if t is not None]
         probabilities = iter(())
         if good:
@@ -81,6 +85,26 @@ def inference_model(
                 probabilities = iter(model(torch.stack(good).to(device, dtype)).float().softmax(dim=-1).cpu().numpy())
         results.extend(None if t is None else _prediction(next(probabilities), names, topk) for t in tensors)
     return results[0] if single else results
+
+
+def auto_workers(device: torch.device, threads: int = 2) -> int:
+    """Background decoding threads for a model on ``device``: ``threads``, or 0 where no core is free.
+
+    A background thread overlaps decoding with the forward pass only if a core is free to run
+    it. When the model runs on the CPU with torch's intra-op threads on every core, it can only
+    preempt one of them, and the others wait for it at the next synchronisation point, so
+    decoding in the calling thread between forward passes costs the same or less. Measured on 2
+    cores (BEiT-B/16, fp32, 3.2 ms to decode and preprocess a 500×375 JPEG against about 100 ms
+    of forward pass per image), images/s of a folder relative to the model alone: batch 1, 0.87
+    with 2 threads and 0.96 without; batch 2, 0.92 and 0.96; batches 4 and 8, equal (0.95–0.97).
+    """
+    if device.type != "cpu":
+        return threads
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return threads if torch.get_num_threads() < cores else 0
 
 
 def _preprocessed_batches(

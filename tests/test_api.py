@@ -174,6 +174,17 @@ def test_background_preprocessing_gives_the_same_results(tiny, photo_paths):
     assert max(max_abs_diff(a["pred_scores"], b["pred_scores"]) for a, b in zip(threaded, inline)) == 0.0
 
 
+def test_background_threads_only_where_a_core_is_free(monkeypatch):
+    import beitv2_zoo.inference as inference
+
+    monkeypatch.setattr(inference.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(inference.torch, "get_num_threads", lambda: 4)
+    assert inference.auto_workers(torch.device("cpu")) == 0  # torch's threads fill every core
+    assert inference.auto_workers(torch.device("cuda")) == 2  # the CPU only decodes
+    monkeypatch.setattr(inference.torch, "get_num_threads", lambda: 2)
+    assert inference.auto_workers(torch.device("cpu")) == 2
+
+
 def test_unreadable_images_raise_or_are_skipped(tiny, photo_paths, tmp_path, caplog):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(photo_paths["chelsea.jpg"].read_bytes()[:500])

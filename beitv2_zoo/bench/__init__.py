@@ -1,10 +1,16 @@
 """A benchmark anyone can rerun: beitv2_zoo against timm (and mmpretrain, onnxruntime) on the same weights.
 
-    python -m beitv2_zoo.bench                      # full run, about 10 minutes on 2 cores
+    python -m beitv2_zoo.bench                      # full run, about 12 minutes on 2 cores
     beitv2-zoo bench --batch-sizes 8 --repeats 5 --json bench.json
+    beitv2-zoo bench --only folder                  # folder inference against the bare model
+    beitv2-zoo bench --device cuda --batch-sizes 256 --mim-step   # on a GPU (examples/gpu_bench.sh)
 
-Everything is measured in one process run, interleaved (each repeat times every
-implementation once, in turn) so that a noisy machine affects all alike; medians are
+Sections (``--only``): ``throughput`` (images/s and numerics against the peers, see
+:mod:`.runners`), ``folder`` (``predict DIR`` end to end against the model-only forward,
+see :mod:`.folder`), ``cold-start`` (see :mod:`.cold_start`) and ``mim-step`` (a BEiT v2
+pretraining step with fused against eager attention, see :mod:`.mim_step`; not in the
+default set). Everything is measured in one process run, interleaved (each repeat times
+every implementation once, in turn) so that a noisy machine affects all alike; medians are
 reported with the ratio of beitv2_zoo to each peer at the same precision.
 """
 
@@ -22,10 +28,14 @@ from ..factory import get_model
 from ..models import ARCHITECTURES
 from ..registry import get_record
 from . import cold_start, machine
+from .folder import folder_throughput, write_photo_folder
+from .mim_step import DEFAULT_ATTENTIONS, mim_step_throughput
 from .runners import Runner, build_runners
 
 DEFAULT_MODEL = "beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "examples" / "images" / "chelsea.jpg"
+SECTIONS = ("throughput", "folder", "cold-start", "mim-step")
+DEFAULT_SECTIONS = ("throughput", "folder", "cold-start")
 
 
 def _settings(name: str) -> dict:
@@ -52,8 +62,8 @@ def _random_weights(name: str, folder: Path, seed: int) -> tuple[Path, Path]:
     return canonical, mm
 
 
-def _numerics(runners: list[Runner], size: int) -> dict:
-    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1))
+def _numerics(runners: list[Runner], size: int, device: torch.device) -> dict:
+    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.inference_mode():
         reference = runners[0].forward(x).double()
         report = {}
@@ -66,18 +76,21 @@ def _numerics(runners: list[Runner], size: int) -> dict:
     return report
 
 
-def _throughput(runners: list[Runner], batch_sizes: tuple[int, ...], repeats: int, size: int, log) -> list[dict]:
+def _throughput(runners: list[Runner], batch_sizes: tuple[int, ...], repeats: int, size: int, device: torch.device,
+                log) -> list[dict]:
     rows = []
     for batch in batch_sizes:
-        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)).to(device)
         times: dict[str, list[float]] = {r.label: [] for r in runners}
         with torch.inference_mode():
             for runner in runners:  # warm-up: first calls build kernels and caches
                 runner.forward(x)
             for repeat in range(repeats):
                 for runner in runners:
+                    machine.synchronize(device)
                     start = time.perf_counter()
                     runner.forward(x)
+                    machine.synchronize(device)
                     times[runner.label].append(time.perf_counter() - start)
                 log(f"  batch {batch}: repeat {repeat + 1}/{repeats}")
         for runner in runners:
@@ -125,6 +138,13 @@ def _cold_starts(name: str, weights: Path, mm_weights: Path, settings: dict, rep
     return result
 
 
+def _folder(model: torch.nn.Module, count: int, batch_sizes: tuple[int, ...], workers: int | None, repeats: int,
+            folder: Path, log) -> list[dict]:
+    photos = folder / "photos"
+    write_photo_folder(photos, count)
+    return [folder_throughput(model, photos, batch, repeats, workers, log) for batch in batch_sizes]
+
+
 def run_benchmark(
     name: str = DEFAULT_MODEL,
     batch_sizes: tuple[int, ...] = (1, 8, 32),
@@ -134,35 +154,80 @@ def run_benchmark(
     cold_repeats: int = 5,
     seed: int = 0,
     log=print,
+    *,
+    device: str | torch.device = "cpu",
+    sections: tuple[str, ...] = DEFAULT_SECTIONS,
+    folder_images: int = 64,
+    folder_batch_sizes: tuple[int, ...] = (8,),
+    folder_workers: int | None = None,
+    mim_architecture: str = "beitv2_mim_base_patch16",
+    mim_batch_size: int | None = None,
+    mim_steps: int | None = None,
+    mim_attentions: tuple[str, ...] = DEFAULT_ATTENTIONS,
 ) -> dict:
-    """Run every measurement and return them as one JSON-serialisable dict."""
-    settings = _settings(name)
-    folder = Path(tempfile.mkdtemp(prefix="beitv2_zoo_bench_"))
-    weights, mm_weights = _random_weights(name, folder, seed)
-    model = get_model(name, pretrained=weights)
-    runners, notes = build_runners(model, settings, name, peers)
-    runners = [r for r in runners if r.precision in precisions]
-    log(f"benchmarking {name}: {', '.join(r.label for r in runners)}")
-    peaks = machine.gemm_peak()
-    flops = machine.flops_per_image(settings)
-    rows = _throughput(runners, batch_sizes, repeats, settings["img_size"], log)
-    _add_ratios(rows, flops, peaks)
-    result = {
-        "model": name, "machine": machine.describe(), "date": time.strftime("%Y-%m-%d"),
-        "gemm_peak_gflops": peaks, "gflop_per_image": flops / 1e9, "repeats": repeats,
-        "numerics_vs_beitv2_zoo_fp32": _numerics(runners, settings["img_size"]), "throughput": rows, "notes": notes,
-    }
-    if cold_repeats:
+    """Run the requested ``sections`` (see the module docstring) and return one JSON-serialisable dict.
+
+    ``repeats`` applies to throughput, folder and MIM-step runs alike; ``cold_repeats=0`` or
+    ``folder_images=0`` skips those sections; ``folder_workers=None`` lets ``inference_model``
+    choose its decoding threads, as it does by default. The MIM step defaults to batch 256 and 10 steps
+    per run on CUDA, batch 8 and 1 step on CPU.
+    """
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown sections {sorted(unknown)}; choose from {SECTIONS}")
+    device = torch.device(device)
+    result: dict = {"model": name, "device": str(device), "machine": machine.describe(device),
+                    "date": time.strftime("%Y-%m-%d"), "repeats": repeats, "sections": list(sections), "notes": []}
+    if {"throughput", "folder", "cold-start"} & set(sections):  # the classifier's sections
+        settings = _settings(name)
+        folder = Path(tempfile.mkdtemp(prefix="beitv2_zoo_bench_"))
+        weights, mm_weights = _random_weights(name, folder, seed)
+        model = get_model(name, pretrained=weights, device=device)
+    if "throughput" in sections or "mim-step" in sections:
+        result["gemm_peak_gflops"] = machine.gemm_peak(device=device)
+    if "throughput" in sections:
+        runners, notes = build_runners(model, settings, name, peers)
+        runners = [r for r in runners if r.precision in precisions]
+        result["notes"] += notes
+        log(f"benchmarking {name} on {device}: {', '.join(r.label for r in runners)}")
+        flops = machine.flops_per_image(settings)
+        rows = _throughput(runners, batch_sizes, repeats, settings["img_size"], device, log)
+        _add_ratios(rows, flops, result["gemm_peak_gflops"])
+        result.update(gflop_per_image=flops / 1e9,
+                      numerics_vs_beitv2_zoo_fp32=_numerics(runners, settings["img_size"], device), throughput=rows)
+        del runners
+    if "folder" in sections and folder_images:
+        log(f"folder inference: {folder_images} photos, batch sizes {', '.join(map(str, folder_batch_sizes))}")
+        result["folder"] = _folder(model, folder_images, folder_batch_sizes, folder_workers, repeats, folder, log)
+    model = None  # the cold start needs only the files; free the device for the MIM step
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    if "mim-step" in sections:
+        on_gpu = device.type == "cuda"
+        log(f"MIM pretraining step of {mim_architecture}: {', '.join(mim_attentions)} attention")
+        result["mim_step"] = mim_step_throughput(
+            mim_architecture, mim_batch_size or (256 if on_gpu else 8), mim_steps or (10 if on_gpu else 1), repeats,
+            device, mim_attentions, peak_gflops=result["gemm_peak_gflops"],
+            nominal_peak_tflops=result["machine"].get("nominal_bf16_tflops"), seed=seed, log=log)
+    if "cold-start" in sections and cold_repeats:
         result["cold_start"] = _cold_starts(name, weights, mm_weights, settings, cold_repeats, log)
     return result
 
 
-def format_report(result: dict) -> str:
-    """A readable table of :func:`run_benchmark`'s result."""
-    lines = [f"model {result['model']} on {result['machine']['cpu']} ({result['machine']['torch_threads']} threads), "
-             f"{result['gflop_per_image']:.2f} GFLOP/image; GEMM peak fp32 {result['gemm_peak_gflops']['fp32']:.0f}, "
-             f"bf16 {result['gemm_peak_gflops']['bf16']:.0f} GFLOP/s; medians of {result['repeats']}", ""]
-    lines.append(f"{'implementation':<28}{'batch':>6}{'img/s':>9}{'GFLOP/s':>9}{'of peak':>9}  ratio of beitv2_zoo")
+def _header(result: dict) -> str:
+    described = result["machine"]
+    where = described.get("gpu") or f"{described['cpu']} ({described['torch_threads']} threads)"
+    model = f"model {result['model']} on " if set(result) & {"throughput", "folder", "cold_start"} else ""
+    line = f"{model}{where}, torch {described['torch']}, {result['date']}; medians of {result['repeats']}"
+    if "gemm_peak_gflops" in result:
+        peaks = result["gemm_peak_gflops"]
+        line += f"; GEMM peak fp32 {peaks['fp32']:.0f}, bf16 {peaks['bf16']:.0f} GFLOP/s"
+    return line
+
+
+def _throughput_lines(result: dict) -> list[str]:
+    lines = [f"throughput ({result['gflop_per_image']:.2f} GFLOP/image):",
+             f"{'implementation':<28}{'batch':>6}{'img/s':>9}{'GFLOP/s':>9}{'of peak':>9}  ratio of beitv2_zoo"]
     for row in result["throughput"]:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in row.get("ratio_to", {}).items())
         label = f"{row['library']} {row['precision']} ({row['how']})" if row["how"] != row["precision"] else f"{row['library']} {row['precision']}"
@@ -172,6 +237,49 @@ def format_report(result: dict) -> str:
     for label, n in result["numerics_vs_beitv2_zoo_fp32"].items():
         lines.append(f"  {label:<24} max abs diff {n['max_abs_diff']:.2e}  min cosine {n['min_cosine']:.6f}  "
                      f"top-1 agreement {n['top1_agreement']:.0%}")
+    return lines
+
+
+def _folder_lines(rows: list[dict]) -> list[str]:
+    lines = ["folder inference, fp32 (inference_model on a folder of JPEG photos vs the model alone, same batches):",
+             f"{'images':>8}{'batch':>6}{'workers':>8}{'folder img/s':>14}{'model img/s':>13}{'ratio':>7}{'paired':>8}"
+             f"{'decode+preprocess':>19}"]
+    for row in rows:
+        lines.append(f"{row['images']:>8}{row['batch']:>6}{row['workers']:>8}{row['folder_images_per_s']:>14.2f}"
+                     f"{row['model_images_per_s']:>13.2f}{row['ratio']:>7.2f}{row['ratio_paired']:>8.2f}"
+                     f"{row['preprocess_ms_per_image']:>12.1f} ms/img (1 thread)")
+    return lines
+
+
+def _mim_lines(mim: dict) -> list[str]:
+    flops = mim["gflop_per_image"]
+    lines = [f"MIM pretraining step, {mim['architecture']}, batch {mim['batch']}, {mim['precision']}, "
+             f"{flops['training']:.1f} GFLOP/image (3 x {flops['student_forward']:.1f} student + "
+             f"{flops['tokenizer_forward']:.1f} tokenizer); SDPA picks the {mim['sdpa_kernel']} kernel:",
+             f"{'attention':<18}{'img/s':>9}{'step ms':>9}{'TFLOP/s':>9}{'MFU':>7}{'of GEMM':>9}{'memory':>10}{'vs sdpa':>9}"]
+    for row in mim["rows"]:
+        if "error" in row:
+            lines.append(f"{row['attention']:<18}  {row['error']}")
+            continue
+        mfu = "–" if row["mfu"] is None else f"{row['mfu']:.0%}"
+        gemm = "–" if row["of_gemm_peak"] is None else f"{row['of_gemm_peak']:.0%}"
+        memory = "–" if row["peak_memory_mb"] is None else f"{row['peak_memory_mb'] / 1024:.1f} GiB"
+        lines.append(f"{row['attention']:<18}{row['images_per_s']:>9.2f}{row['step_ms']:>9.1f}{row['model_tflops']:>9.2f}"
+                     f"{mfu:>7}{gemm:>9}{memory:>10}{row.get('speed_vs_sdpa', 0):>8.2f}x")
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in mim["logits_max_abs_diff"].items())
+    lines.append(f"same function: fp32 code logits, max abs diff to the first variant: {diffs}")
+    return lines
+
+
+def format_report(result: dict) -> str:
+    """A readable table of :func:`run_benchmark`'s result (the sections it ran)."""
+    lines = [_header(result)]
+    if "throughput" in result:
+        lines += ["", *_throughput_lines(result)]
+    if "folder" in result:
+        lines += ["", *_folder_lines(result["folder"])]
+    if "mim_step" in result:
+        lines += ["", *_mim_lines(result["mim_step"])]
     if "cold_start" in result:
         lines += ["", "cold start (new process → first prediction, weights on disk):"]
         for label, r in result["cold_start"].items():

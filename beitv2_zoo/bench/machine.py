@@ -10,43 +10,81 @@ import torch.nn.functional as F
 from ..layers.linear import linear
 
 
-def describe() -> dict:
-    """CPU model, core count, threads, torch version."""
+def describe(device: torch.device | str = "cpu") -> dict:
+    """CPU model, core count, threads, torch version; on CUDA also the card, its memory and the CUDA / cuDNN versions."""
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as handle:
             cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
     except OSError:
         pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "torch": torch.__version__, "python": platform.python_version()}
+    description = {"cpu": cpu, "logical_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                   "torch": torch.__version__, "python": platform.python_version()}
+    device = torch.device(device)
+    if device.type == "cuda":
+        properties = torch.cuda.get_device_properties(device)
+        description.update(gpu=properties.name, gpu_memory_gb=round(properties.total_memory / 2**30, 1),
+                           cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                           fp32_matmul_precision=torch.get_float32_matmul_precision(),
+                           nominal_bf16_tflops=nominal_bf16_tflops(properties.name))
+    return description
 
 
-def _best_seconds(fn, repeats: int) -> float:
+NOMINAL_BF16_TFLOPS = (("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.0), ("H200", 989.0),
+                       ("A100", 312.0), ("L40S", 362.0), ("A10G", 70.0))
+"""Datasheet dense (no sparsity) bf16 tensor-core TFLOP/s, matched in order against the card's name
+(``'NVIDIA H100 80GB HBM3'`` is the SXM card); the denominator of model FLOP utilisation."""
+
+
+def nominal_bf16_tflops(gpu_name: str) -> float | None:
+    """The datasheet dense bf16 peak of a card, or ``None`` when it is not in :data:`NOMINAL_BF16_TFLOPS`."""
+    return next((tflops for key, tflops in NOMINAL_BF16_TFLOPS if key in gpu_name), None)
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work (CUDA kernels run asynchronously); nothing to do on CPU."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _best_seconds(fn, repeats: int, device: torch.device) -> float:
     fn()
     best = float("inf")
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         fn()
+        synchronize(device)
         best = min(best, time.perf_counter() - start)
     return best
 
 
-def gemm_peak(repeats: int = 5) -> dict[str, float]:
-    """Best GFLOP/s of a ViT-B-sized matrix multiply (1576×768 · 768×3072), per dtype.
+def gemm_peak(repeats: int = 5, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Best GFLOP/s of a matrix multiply per dtype (``'fp32'``, ``'bf16'``).
 
-    Both the BLAS path (``F.linear``) and the oneDNN path are measured and the faster
-    counts as the machine's peak, so a model using either is compared with the best.
+    CPU: a ViT-B-sized multiply (1576×768 · 768×3072) through both the BLAS path
+    (``F.linear``) and the oneDNN path; the faster counts as the machine's peak, so a model
+    using either is compared with the best. CUDA: the better of a large square multiply
+    (8192³) and the ViT-B MLP shape at batch 256 (50432×768 · 768×3072), timed between
+    synchronisations; fp32 runs at torch's matmul precision (``'highest'`` unless changed:
+    no TF32).
     """
-    m, k, n = 1576, 768, 3072
-    flops = 2 * m * k * n
+    device = torch.device(device)
+    shapes = [(1576, 768, 3072)] if device.type == "cpu" else [(8192, 8192, 8192), (50432, 768, 3072)]
     peaks = {}
     for label, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        x, w, b = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype), torch.randn(n, dtype=dtype)
-        with torch.inference_mode():
-            seconds = min(_best_seconds(lambda: F.linear(x, w, b), repeats), _best_seconds(lambda: linear(x, w, b), repeats))
-        peaks[label] = flops / seconds / 1e9
+        peaks[label] = max(2 * m * k * n / _gemm_seconds(m, k, n, dtype, device, repeats) / 1e9 for m, k, n in shapes)
     return peaks
+
+
+def _gemm_seconds(m: int, k: int, n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:
+    """Best time of ``[m, k] · [k, n] + bias``; on CPU the faster of ``F.linear`` and the oneDNN path."""
+    x, w = torch.randn(m, k, dtype=dtype, device=device), torch.randn(n, k, dtype=dtype, device=device)
+    b = torch.randn(n, dtype=dtype, device=device)
+    paths = [lambda: F.linear(x, w, b)] + ([lambda: linear(x, w, b)] if device.type == "cpu" else [])
+    with torch.inference_mode():
+        return min(_best_seconds(path, repeats, device) for path in paths)
 
 
 def flops_per_image(settings: dict) -> float:

@@ -1,7 +1,8 @@
 """The implementations a benchmark compares, all holding the same weights.
 
-Each runner is a callable ``images [B, 3, S, S] float32 → logits [B, C] float32``; the
-dtype handling (bf16 weights, autocast) happens inside, so every runner sees the same input.
+Each runner is a callable ``images [B, 3, S, S] float32 → logits [B, C] float32`` on the
+model's device; the dtype handling (bf16 weights, autocast) happens inside, so every runner
+sees the same input. On CUDA, onnxruntime (CPU provider) is left out.
 """
 
 import copy
@@ -41,8 +42,10 @@ def _ours(model: Beit) -> list[Runner]:
 
 
 def _autocast_pair(library: str, module: nn.Module) -> list[Runner]:
+    device_type = next(module.parameters()).device.type
+
     def bf16(x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device_type, dtype=torch.bfloat16):
             return module(x).float()
 
     return [Runner(library, "fp32", "fp32", lambda x: module(x)), Runner(library, "bf16", "bf16 autocast", bf16)]
@@ -55,6 +58,7 @@ def _timm(model: Beit, settings: dict) -> list[Runner]:
             "use_rel_pos_bias", "use_shared_rel_pos_bias", "init_values", "num_classes", "global_pool")
     reference = TimmBeit(**{k: settings[k] for k in keys if k in settings}).eval()
     reference.load_state_dict(model.state_dict())
+    reference.to(next(model.parameters()).device)
     return _autocast_pair("timm", reference)
 
 
@@ -66,6 +70,7 @@ def _mmpretrain(model: Beit, name: str) -> list[Runner]:
     missing, unexpected = reference.load_state_dict(state, strict=False)
     if unexpected or [k for k in missing if not k.endswith("relative_position_index")]:
         raise RuntimeError(f"mmpretrain model does not take our weights: {missing[:5]} {unexpected[:5]}")
+    reference.to(next(model.parameters()).device)
     return _autocast_pair("mmpretrain", reference)
 
 
@@ -82,7 +87,7 @@ def _onnxruntime(model: Beit) -> list[Runner]:
 
 
 def build_runners(model: Beit, settings: dict, name: str, peers: tuple[str, ...]) -> tuple[list[Runner], list[str]]:
-    """Our runners plus every requested peer that is installed; returns ``(runners, notes on skipped peers)``."""
+    """Our runners plus every requested peer that is installed, on ``model``'s device; returns ``(runners, notes on skipped peers)``."""
     runners, notes = _ours(model), []
     for peer in peers:
         if importlib.util.find_spec(peer) is None:
@@ -97,6 +102,9 @@ def build_runners(model: Beit, settings: dict, name: str, peers: tuple[str, ...]
                     continue
                 runners += _mmpretrain(model, name)
             elif peer == "onnxruntime":
+                if next(model.parameters()).device.type != "cpu":
+                    notes.append("onnxruntime: left out on GPU (the benchmark uses its CPU execution provider)")
+                    continue
                 runners += _onnxruntime(model)
             else:
                 notes.append(f"{peer}: unknown peer")

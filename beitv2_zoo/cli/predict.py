@@ -17,7 +17,8 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--weights", help="local checkpoint file, https:// URL or hf-hub:org/repo instead of the default weights")
     predict.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
     predict.add_argument("--batch-size", type=int, default=8)
-    predict.add_argument("--workers", type=int, default=2, help="threads decoding the next batch during compute (default 2)")
+    predict.add_argument("--workers", type=int, default=None,
+                         help="threads decoding the next batch during compute (default: 2, or 0 when torch already uses every CPU core)")
     predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1, … (default cpu)")
     predict.add_argument("--json", action="store_true", help="print one JSON object per image")
     predict.add_argument("--show", type=Path, metavar="OUT.png",

@@ -7,6 +7,42 @@ from torch import nn
 from .linear import linear
 from .rel_pos import gather_bias, num_relative_distances, relative_position_index
 
+ATTENTION_IMPLS = ("sdpa", "eager")
+"""How :class:`Attention` computes ``softmax(q·kᵀ/√d + bias)·v``: ``'sdpa'`` (the default) calls
+``F.scaled_dot_product_attention``, which picks a fused kernel (flash on CPU; on CUDA, with an
+additive bias, memory-efficient or cuDNN attention); ``'eager'`` spells it out in separate
+matmul / add / softmax / matmul ops that keep the ``[B, H, L, L]`` weights in memory, the
+baseline a benchmark compares the fused kernels with."""
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``softmax(q·kᵀ/√d + bias)``: ``q``, ``k`` ``[B, H, L, d]``, ``bias`` ``[1, H, L, L]`` or ``None`` → ``[B, H, L, L]``."""
+    logits = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+    return (logits if bias is None else logits + bias).softmax(dim=-1)
+
+
+def eager_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, dropout_p: float = 0.0
+) -> torch.Tensor:
+    """The explicit ``softmax(q·kᵀ/√d + bias)·v`` (attention-weight dropout when ``dropout_p``) → ``[B, H, L, d]``."""
+    weights = attention_weights(q, k, bias)
+    if dropout_p:
+        weights = F.dropout(weights, dropout_p)
+    return weights @ v
+
+
+def set_attention_impl(module: nn.Module, impl: str) -> None:
+    """Make every :class:`Attention` inside ``module`` compute with ``impl`` (one of :data:`ATTENTION_IMPLS`).
+
+    Both give the same function (float32 outputs agree to about 1e-6); only speed and memory
+    differ. ``set_attention_impl(model, 'sdpa')`` restores the default.
+    """
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"impl must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    for layer in module.modules():
+        if isinstance(layer, Attention):
+            layer.attn_impl = impl
+
 
 class Attention(nn.Module):
     """Self-attention computed by ``scaled_dot_product_attention``.
@@ -14,6 +50,8 @@ class Attention(nn.Module):
     ``qkv`` has no bias of its own: ``q_bias`` and ``v_bias`` are separate parameters
     and the key bias is zero, as in BEiT. Relative position biases (this layer's own
     table and/or a bias shared across layers) enter as the additive attention mask.
+    ``attn_impl = 'eager'`` (see :func:`set_attention_impl`) computes the same attention
+    in explicit ops instead, for benchmarks.
 
     Args:
         dim: token width ``D``.
@@ -23,6 +61,9 @@ class Attention(nn.Module):
         attn_drop: dropout on attention weights while training.
         proj_drop: dropout after the output projection while training.
     """
+
+    attn_impl: str = "sdpa"
+    """``'sdpa'`` or ``'eager'`` (:data:`ATTENTION_IMPLS`); a class default, overridden per layer by :func:`set_attention_impl`."""
 
     def __init__(
         self,
@@ -100,17 +141,17 @@ class Attention(nn.Module):
     def attention_probs(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis)."""
         q, k, _, bias = self._qkv_and_bias(x, shared_bias)
-        logits = (q * self.head_dim**-0.5) @ k.transpose(-2, -1)
-        return (logits if bias is None else logits + bias).softmax(dim=-1)
+        return attention_weights(q, k, bias)
 
     def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
         batch, length, dim = x.shape
         q, k, v, bias = self._qkv_and_bias(x, shared_bias)
-
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=bias, dropout_p=self.attn_drop if self.training else 0.0
-        )
+        dropout_p = self.attn_drop if self.training else 0.0
+        if self.attn_impl == "eager":
+            x = eager_attention(q, k, v, bias, dropout_p)
+        else:
+            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
         if torch.compiler.is_exporting():  # the ONNX exporter mis-strides a view of the fused kernel's output
             x = torch.cat(x.unbind(1), dim=-1)
         else:
