@@ -62,3 +62,31 @@ def test_eager_attention_with_and_without_bias_matches_sdpa():
     for mask in (None, bias):
         expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         assert max_abs_diff(eager_attention(q, k, v, mask), expected) <= 1e-6
+
+
+def test_bf16_cpu_inference_attention_matches_sdpa_within_bfloat16_rounding():
+    """bfloat16 at CPU inference takes two batched GEMMs instead of the fused kernel; same function."""
+    from beitv2_zoo.layers.attention import _batched_bf16_cpu_attention, _takes_bf16_cpu_path
+
+    generator = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 17, 8, generator=generator) for _ in range(3))
+    bias = torch.randn(1, 3, 17, 17, generator=generator)
+    for b in (bias, None):
+        reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=b)
+        with torch.inference_mode():
+            fast = _batched_bf16_cpu_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None if b is None else b.bfloat16())
+        assert fast.dtype == torch.bfloat16 and fast.shape == reference.shape
+        assert max_abs_diff(fast.float(), reference) <= 3e-2  # a few bfloat16 steps on values of order 1
+    with torch.inference_mode():
+        assert _takes_bf16_cpu_path(q.bfloat16()) and not _takes_bf16_cpu_path(q)
+    assert not _takes_bf16_cpu_path(q.bfloat16().requires_grad_())  # gradients recorded: the fused kernel
+
+
+def test_bf16_model_keeps_close_to_float32():
+    model = randomize_(get_model("test_beit_tiny")).eval()
+    x = image_batch(4)
+    with torch.inference_mode():
+        reference = model(x)
+        bf16 = model.to(torch.bfloat16)(x.bfloat16()).float()
+    cosine = torch.nn.functional.cosine_similarity(bf16, reference, dim=-1)
+    assert cosine.min() >= 0.999
