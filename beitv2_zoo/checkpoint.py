@@ -36,7 +36,7 @@ from .convert_pretrain import (
 from .errors import CheckpointError, CheckpointMismatchError
 from .layers import resize_rel_pos_bias_table
 from .safe_pickle import load_pickle_checkpoint
-from .safetensors_io import load_mmap, read_header
+from .safetensors_io import load_mmap, looks_like_safetensors, read_header
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,7 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _is_safetensors(path: Path) -> bool:
-    if path.suffix == ".safetensors":
-        return True
-    with path.open("rb") as handle:
-        head = handle.read(9)
-    # a safetensors file starts with a little-endian u64 header length followed by '{'
-    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+    return path.suffix == ".safetensors" or looks_like_safetensors(path)
 
 
 def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -96,10 +96,10 @@ def get_model(
             state = with_tokenizer(checkpoint.state_dict, name, tokenizer_weights, tokenizer, fetch)
             checkpoint = dataclasses.replace(checkpoint, state_dict=state)
         # Built without storage: the checkpoint's tensors become the parameters (no random init thrown away).
+        # The one derived buffer, the relative position index, is built on the CPU even here (rel_pos.py).
         with torch.device("meta"):
             model = architecture.build(**model_kwargs)
         left_out = load_state_dict_strict(model, checkpoint.state_dict, source=str(checkpoint.path), assign=True)
-        model.init_non_persistent_buffers()
         if left_out:  # a checkpoint head of another size was dropped: start a fresh one
             model.reset_classifier(model.num_classes)
 

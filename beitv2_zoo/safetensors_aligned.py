@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .hub.cache import sha256_of
 from .safetensors_io import DTYPES, PAD_PREFIX, save
 
 ALIGNMENT = 64
@@ -50,7 +51,7 @@ def save_aligned(
     """
     if sys.byteorder != "little":  # the bytes below are native; let the library write little-endian
         save(path, tensors, metadata)
-        return _sha256_of(Path(path))
+        return sha256_of(path)
     path = Path(path)
     temp = Path(temp) if temp is not None else path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     entries, chunks = _layout({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
@@ -67,14 +68,6 @@ def save_aligned(
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)
-    return digest.hexdigest()
-
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
     return digest.hexdigest()
 
 

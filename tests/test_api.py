@@ -9,6 +9,7 @@ from safetensors.torch import save_file
 from beitv2_zoo import ModelConfigError, UnknownModelError, get_model, inference_model
 from beitv2_zoo.errors import ImageLoadError
 from beitv2_zoo.labels import imagenet1k_classes, imagenet21k_classes
+from beitv2_zoo.layers.rel_pos import _relative_position_index
 from beitv2_zoo.models import build_beit
 from beitv2_zoo.transforms import create_transform
 
@@ -195,3 +196,14 @@ def test_unreadable_images_raise_or_are_skipped(tiny, photo_paths, tmp_path, cap
     assert results[1] is None and results[0] is not None and results[2] is not None
     assert "broken.jpg" in caplog.text
     assert results[2]["pred_label"] == inference_model(tiny, photo_paths["chelsea.png"])["pred_label"]
+
+
+@pytest.mark.parametrize("name", ["test_beit_tiny", "test_beitv2_mim_tiny", "test_vqkd_tiny"])
+def test_a_model_loaded_from_a_file_keeps_no_tensor_on_the_meta_device(tmp_path, name):
+    """get_model builds on ``meta`` and assigns the file's tensors; derived buffers must be real too."""
+    path = tmp_path / "weights.safetensors"
+    save_file({k: v.contiguous() for k, v in get_model(name).state_dict().items()}, str(path))
+    _relative_position_index.cache_clear()  # the index is memoised: build it anew, inside the meta build
+    model = get_model(name, pretrained=path)
+    left = [k for k, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    assert not left, left

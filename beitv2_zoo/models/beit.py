@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Block, PatchEmbed, RelativePositionBias, relative_position_index
+from ..layers import Block, PatchEmbed, RelativePositionBias
 
 BEIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "beit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
@@ -142,14 +142,6 @@ class Beit(nn.Module):
 
     def _rel_pos_tables(self) -> list[nn.Parameter]:
         return [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
-
-    def init_non_persistent_buffers(self) -> None:
-        """Recompute derived ``relative_position_index`` buffers left without storage (built on the meta device)."""
-        device = next(self.parameters()).device
-        for module in self.modules():
-            index = getattr(module, "relative_position_index", None)
-            if isinstance(index, torch.Tensor) and getattr(module, "window_size", None) and index.device != device:
-                module.relative_position_index = relative_position_index(module.window_size).to(device)
 
     # ------------------------------------------------------------- helpers
     def no_weight_decay(self) -> set[str]:

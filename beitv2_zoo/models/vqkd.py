@@ -111,9 +111,6 @@ class VQKD(nn.Module):
     def num_codes(self) -> int:
         return self.quantize.num_codes
 
-    def init_non_persistent_buffers(self) -> None:
-        """Nothing to derive: the tokenizer has no relative position index (kept for ``get_model``)."""
-
     def no_weight_decay(self) -> set[str]:
         """Names the official tokenizer recipe keeps out of weight decay (besides 1-D tensors)."""
         names = {"quantize.embedding.weight", "encoder.cls_token", "encoder.pos_embed"}
