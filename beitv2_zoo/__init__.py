@@ -23,15 +23,14 @@ from .errors import (
     UnsafeCheckpointError,
     WeightsDownloadError,
 )
-from .registry import get_record, list_models
+from .weights import get_record, list_models
 from .version import __version__
 
 if TYPE_CHECKING:
-    from .factory import get_model
-    from .inference import inference_model
+    from .api import get_model, inference_model
     from .transforms import create_transform
 
-_LAZY = {"get_model": "factory", "inference_model": "inference", "create_transform": "transforms"}
+_LAZY = {"get_model": "api", "inference_model": "api", "create_transform": "transforms"}
 """Public name → submodule that defines it, imported when the name is first used."""
 
 

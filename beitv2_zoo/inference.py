@@ -1,4 +1,10 @@
-"""``inference_model``: images in, mmpretrain-style predictions out."""
+"""Images in, mmpretrain-style predictions out, for a model that is already built
+(``beitv2_zoo.inference_model`` builds it by name, then calls :func:`predict`).
+
+``pred_class`` is always present: the model's class name, or the label index as a string
+(``'7'``) when the model carries no class names (a head of a size no label set has, loaded
+from a file that stores none).
+"""
 
 import logging
 import os
@@ -11,9 +17,7 @@ import torch
 from torch import nn
 
 from .errors import ImageLoadError, ModelConfigError
-from .factory import get_model
-from .labels import class_names as label_set_names
-from .registry import get_record, is_model
+from .weights.labels import class_names as label_set_names
 from .transforms import ImageInput, create_transform
 
 logger = logging.getLogger(__name__)
@@ -21,48 +25,23 @@ logger = logging.getLogger(__name__)
 Prediction = dict[str, Any]
 
 
-def inference_model(
-    model: nn.Module | str,
+def predict(
+    model: nn.Module,
     inputs: ImageInput | Sequence[ImageInput],
     *,
     topk: int | None = None,
     batch_size: int = 8,
     num_workers: int | None = None,
     on_error: str = "raise",
-    **kwargs: Any,
 ) -> Prediction | list[Prediction | None]:
-    """Classify one image or a list of images, as mmpretrain's ``inference_model`` does.
+    """Classify images with a built classifier (``beitv2_zoo.inference_model`` documents the arguments and results).
 
-    Args:
-        model: a model from :func:`get_model`, or a registered name (then built with
-            ``pretrained=True`` unless ``pretrained=`` is given in ``kwargs``).
-        inputs: a path, a PIL image, an RGB ``uint8`` HWC array, a CHW tensor, or a list of them.
-        topk: also return the ``topk`` best classes under ``'pred_topk'``.
-        batch_size: images per forward pass when ``inputs`` is a list.
-        num_workers: threads that decode and preprocess the next batch while the model
-            computes the current one (``0``: all in the calling thread). ``None`` (the
-            default) chooses: 2, or 0 when the model runs on the CPU and torch's intra-op
-            threads already use every core this process may run on (see :func:`auto_workers`).
-        on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`) or
-            ``'skip'`` (it is logged and its result is ``None``).
-        **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
-
-    Returns:
-        Per image, a dict with mmpretrain's keys: ``pred_scores`` (float32 numpy
-        ``[num_classes]``, softmax), ``pred_label`` (int), ``pred_score`` (float) and
-        ``pred_class`` (str, when class names are known); plus ``pred_topk`` (a list of
-        ``(label, class, score)``) when ``topk`` is given. A list of inputs gives a list.
+    ``num_workers=None`` chooses 2 background decoding threads, or 0 when the model runs on
+    the CPU and torch's intra-op threads already use every core (see :func:`auto_workers`).
     """
-    if isinstance(model, str):
-        if is_model(model):
-            _require_classifier(model, get_record(model).task)  # before any download
-        kwargs.setdefault("pretrained", True)
-        model = get_model(model, **kwargs)
-    elif kwargs:
-        raise TypeError(f"unexpected keyword arguments for an already-built model: {sorted(kwargs)}")
     if not getattr(model, "num_classes", 0):
         record = getattr(model, "weights_info", None)
-        _require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
+        require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if on_error not in ("raise", "skip"):
@@ -138,7 +117,7 @@ def _preprocessed_batches(
             yield [future.result() for future in current]
 
 
-def _require_classifier(name: str, task: str) -> None:
+def require_classifier(name: str, task: str) -> None:
     """Like mmpretrain, which has no inferencer for its pretraining models, refuse what has no class head."""
     if task == "image-classification":
         return
@@ -151,9 +130,10 @@ def _require_classifier(name: str, task: str) -> None:
 
 
 def _class_names(model: nn.Module) -> tuple[str, ...] | None:
-    names = getattr(model, "class_names", None)
-    if names is not None:
-        return names
+    """``model.class_names`` as ``get_model`` set it (``None``: unknown); for a model built by hand,
+    without that attribute, ImageNet's names when the head has 1000 or 21,841 classes."""
+    if hasattr(model, "class_names"):
+        return model.class_names
     num_classes = getattr(model, "num_classes", None)
     return {1000: label_set_names("imagenet-1k"), 21841: label_set_names("imagenet-21k")}.get(num_classes)
 
@@ -162,8 +142,7 @@ def _prediction(scores: np.ndarray, names: tuple[str, ...] | None, topk: int | N
     scores = scores.astype(np.float32)
     label = int(scores.argmax())
     prediction: Prediction = {"pred_scores": scores, "pred_label": label, "pred_score": float(scores[label])}
-    if names is not None:
-        prediction["pred_class"] = names[label]
+    prediction["pred_class"] = names[label] if names is not None else str(label)
     if topk:
         best = np.argsort(-scores, kind="stable")[:topk]
         prediction["pred_topk"] = [(int(i), names[i] if names else str(int(i)), float(scores[i])) for i in best]

@@ -8,6 +8,7 @@ Pillow's bicubic filter, then ``(x - mean) / std`` in float32.
 """
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Union
 
@@ -16,11 +17,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageLoadError
-from .weight_record import Preprocessing
+from .weights.schema import Preprocessing
 from .weights import IMAGENET_EVAL
 
 ImageInput = Union[str, Path, Image.Image, np.ndarray, torch.Tensor]
 """What :func:`to_pil_rgb` accepts: a path, a PIL image, an RGB ``uint8`` HWC array, or a CHW tensor."""
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+"""File suffixes (any case) that :func:`expand_images` takes from folders."""
 
 _FILTERS = {
     "bicubic": Image.Resampling.BICUBIC,
@@ -28,6 +32,17 @@ _FILTERS = {
     "nearest": Image.Resampling.NEAREST,
     "lanczos": Image.Resampling.LANCZOS,
 }
+
+
+def expand_images(paths: Sequence[Path]) -> list[Path]:
+    """Files as given; folders replaced by the image files below them, sorted."""
+    images: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            images.append(path)
+    return images
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -1,1 +1,6 @@
 __version__ = "0.1.0"
+
+
+def written_by() -> str:
+    """``'beitv2_zoo <version>'``: the ``written_by`` metadata of files this version writes."""
+    return f"beitv2_zoo {__version__}"

@@ -72,7 +72,7 @@ def max_abs_diff(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> 
 @pytest.fixture
 def registered():
     """``add(record)`` registers a test-only record; every record added is unregistered afterwards."""
-    from beitv2_zoo.registry import register, unregister
+    from beitv2_zoo.weights import register, unregister
 
     names = []
 

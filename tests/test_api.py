@@ -8,7 +8,7 @@ from safetensors.torch import save_file
 
 from beitv2_zoo import ModelConfigError, UnknownModelError, get_model, inference_model
 from beitv2_zoo.errors import ImageLoadError
-from beitv2_zoo.labels import imagenet1k_classes, imagenet21k_classes
+from beitv2_zoo.weights.labels import imagenet1k_classes, imagenet21k_classes
 from beitv2_zoo.layers.rel_pos import _relative_position_index
 from beitv2_zoo.models import build_beit
 from beitv2_zoo.transforms import create_transform

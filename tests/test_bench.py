@@ -18,7 +18,7 @@ from beitv2_zoo.cli import main
 from beitv2_zoo.cli import bench as bench_command
 from beitv2_zoo.models import BeitV2Pretrain
 from beitv2_zoo.models.mim import MIM_ARCHITECTURES
-from beitv2_zoo.weights_pretrain import TOKENIZER_GMACS
+from beitv2_zoo.weights.pretraining import TOKENIZER_GMACS
 
 
 def test_benchmark_runs_and_reports_every_field():

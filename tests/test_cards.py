@@ -13,7 +13,7 @@ from beitv2_zoo.cards import (
     regenerate_readme,
     render_card,
 )
-from beitv2_zoo.registry import get_record, list_models
+from beitv2_zoo.weights import get_record, list_models
 
 REPO = Path(__file__).resolve().parents[1]
 FIX = "run `beitv2-zoo card --all --write --readme README.md` and commit the result"

@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from beitv2_zoo import get_model
 from beitv2_zoo.checkpoint import read_checkpoint, split_layout
-from beitv2_zoo.convert import canonical_to_mmpretrain, mmpretrain_to_canonical
+from beitv2_zoo.checkpoint.keymaps import canonical_to_mmpretrain, mmpretrain_to_canonical
 from beitv2_zoo.errors import CheckpointError, CheckpointMismatchError, UnsafeCheckpointError
 from beitv2_zoo.models import build_beit
 

@@ -9,7 +9,7 @@ import pytest
 from safetensors.torch import save_file
 
 from beitv2_zoo.cli import DEFAULT_MODEL, main
-from beitv2_zoo.labels import imagenet1k_classes
+from beitv2_zoo.weights.labels import imagenet1k_classes
 from beitv2_zoo.models import build_beit
 from beitv2_zoo.version import __version__
 

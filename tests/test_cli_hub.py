@@ -12,14 +12,14 @@ from safetensors.torch import save_file
 from beitv2_zoo import get_model
 from beitv2_zoo.checkpoint import read_checkpoint
 from beitv2_zoo.cli import main
-from beitv2_zoo.convert import canonical_to_mmpretrain
-from beitv2_zoo.convert_file import convert_checkpoint
+from beitv2_zoo.checkpoint.keymaps import canonical_to_mmpretrain
+from beitv2_zoo.api import convert_checkpoint
 from beitv2_zoo.errors import UnsafeCheckpointError
 from beitv2_zoo.hub import list_cache
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record, register, unregister
-from beitv2_zoo.safetensors_io import read_header
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights import get_record, register, unregister
+from beitv2_zoo.checkpoint.safetensors_io import read_header
+from beitv2_zoo.weights.schema import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
 from .http_server import LocalServer

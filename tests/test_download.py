@@ -10,8 +10,8 @@ from beitv2_zoo import get_model
 from beitv2_zoo.errors import HashMismatchError, WeightsDownloadError
 from beitv2_zoo.hub import cached_file
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights import get_record
+from beitv2_zoo.weights.schema import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
 from .http_server import LocalServer

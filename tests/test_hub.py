@@ -26,8 +26,8 @@ from beitv2_zoo import get_model, hub
 from beitv2_zoo.errors import CacheWriteError, HashMismatchError, WeightsDownloadError
 from beitv2_zoo.hub import DownloadPolicy, fetch_source, fetch_weights
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights import get_record
+from beitv2_zoo.weights.schema import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
 from .http_server import HubServer, LocalServer
@@ -201,7 +201,7 @@ package = types.ModuleType("beitv2_zoo")
 package.__path__ = list(importlib.util.find_spec("beitv2_zoo").submodule_search_locations)
 sys.modules["beitv2_zoo"] = package
 from beitv2_zoo import hub
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights.schema import Source
 assert "torch" not in sys.modules
 """
 _WORKER = _HUB_ALONE + """

@@ -1,4 +1,4 @@
-"""The canonical safetensors copy the cache keeps beside a downloaded ``.pth`` (``hub/copies.py``, ``hub/loadable.py``).
+"""The canonical safetensors copy the cache keeps beside a downloaded ``.pth`` (``hub/copies.py``, ``checkpoint/cache_copy.py``).
 
 Tiny checkpoints are served by a real HTTP server on 127.0.0.1 (``tests/http_server.py``)
 under a registered record whose URL is rewritten to it (``BEITV2_ZOO_URL_MAP``). Each test
@@ -18,17 +18,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from beitv2_zoo import checkpoint as checkpoint_module
+from beitv2_zoo.checkpoint import cache_copy
+from beitv2_zoo.checkpoint import reading as checkpoint_module
+from beitv2_zoo.resolve import DownloadOptions, source_file, weights_file
 from beitv2_zoo import get_model, hub
 from beitv2_zoo.checkpoint import read_checkpoint
 from beitv2_zoo.cli import main
-from beitv2_zoo.convert import canonical_to_mmpretrain
-from beitv2_zoo.convert_pretrain import canonical_to_mmpretrain_pretrain, canonical_to_official_vqkd
+from beitv2_zoo.checkpoint.keymaps import canonical_to_mmpretrain
+from beitv2_zoo.checkpoint.keymaps_pretrain import canonical_to_mmpretrain_pretrain, canonical_to_official_vqkd
 from beitv2_zoo.hub import copies, list_cache, verify_entry
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.registry import get_record
-from beitv2_zoo.safetensors_io import read_header, save
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights import get_record
+from beitv2_zoo.checkpoint.safetensors_io import read_header, save
+from beitv2_zoo.weights.schema import Source
 
 from .conftest import image_batch, randomize_
 from .http_server import LocalServer
@@ -143,7 +145,7 @@ def spies(monkeypatch):
         seen["unpickled"].append(Path(path))
         return real_unpickle(path)
 
-    for module in (hub.download, hub.copies, hub.loadable):
+    for module in (hub.download, hub.copies, cache_copy):
         monkeypatch.setattr(module, "sha256_of", hashing)
     monkeypatch.setattr(checkpoint_module, "load_pickle_checkpoint", unpickling)
     return seen
@@ -240,7 +242,7 @@ def test_a_failing_writer_falls_back_to_the_pth(mm, monkeypatch, caplog):
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import beitv2_zoo.safetensors_aligned as writer
+    import beitv2_zoo.checkpoint.aligned as writer
 
     real_save = writer.save_aligned
     monkeypatch.setattr(writer, "save_aligned", full_disk)
@@ -265,24 +267,24 @@ def test_too_little_free_space_for_the_copy_falls_back(mm, monkeypatch, caplog):
 
 _READ_ONLY_LOADER = """
 import json, logging, os, sys
-from beitv2_zoo import hub
 from beitv2_zoo.checkpoint import read_checkpoint
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.resolve import DownloadOptions, source_file
+from beitv2_zoo.weights.schema import Source
 
 url, digest, warm, caches = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 for _ in range(2):  # convert, then reuse, in a writable cache: every lazy import is done before rights are dropped
-    read_checkpoint(hub.fetch_source(Source(url=url, sha256=digest), cache_dir=warm, offline=True, for_loading=True))
+    read_checkpoint(source_file(Source(url=url, sha256=digest), DownloadOptions(cache_dir=warm, offline=True)))
 if os.geteuid() == 0:  # root may write anywhere: become nobody, for whom the cache is read-only
     os.setgid(65534)
     os.setuid(65534)
 warnings = []
 handler = logging.Handler(logging.WARNING)
 handler.emit = lambda record: warnings.append(record.getMessage())
-logging.getLogger("beitv2_zoo.hub").addHandler(handler)
+logging.getLogger("beitv2_zoo").addHandler(handler)
 report = []
 for cache in caches:
     warnings.clear()
-    path = hub.fetch_source(Source(url=url, sha256=digest), cache_dir=cache, offline=True, for_loading=True)
+    path = source_file(Source(url=url, sha256=digest), DownloadOptions(cache_dir=cache, offline=True))
     checkpoint = read_checkpoint(path)
     report.append(dict(name=path.name, warnings=list(warnings), tensors=len(checkpoint.state_dict),
                        classes=len(checkpoint.classes or ())))
@@ -331,18 +333,18 @@ def test_a_read_only_cache_uses_its_copy_or_falls_back_to_the_pth(mm):
 # ---------------------------------------------------------------- concurrency, other layouts
 def test_threads_loading_at_once_convert_once(mm, monkeypatch):
     writes = []
-    real_write = hub.loadable.write_copy
+    real_write = cache_copy.write_copy
 
     def counting(*args, **kwargs):
         writes.append(threading.get_ident())
         return real_write(*args, **kwargs)
 
-    monkeypatch.setattr(hub.loadable, "write_copy", counting)
+    monkeypatch.setattr(cache_copy, "write_copy", counting)
     paths, errors = [], []
 
     def fetch():
         try:
-            paths.append(hub.fetch_weights(get_record(mm.name), for_loading=True, progress=False))
+            paths.append(weights_file(True, get_record(mm.name), DownloadOptions(progress=False)).path)
         except Exception as error:  # noqa: BLE001 (reported below)
             errors.append(error)
 
@@ -382,7 +384,7 @@ def test_a_safetensors_download_gets_no_copy(tmp_path):
     (folder / "tiny.safetensors").write_bytes(data)
     source = Source(url=f"{UPSTREAM}/tiny.safetensors", sha256=digest, host="openmmlab")
     with LocalServer(folder) as server:
-        path = hub.fetch_source(source, url_map={UPSTREAM: server.url}, for_loading=True, progress=False)
+        path = source_file(source, DownloadOptions(url_map={UPSTREAM: server.url}, progress=False))
     assert path.name == "tiny.safetensors"
     assert sorted(p.name for p in path.parent.iterdir()) == ["tiny.safetensors"]
 

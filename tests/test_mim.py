@@ -11,15 +11,15 @@ import torch.nn.functional as F
 
 from beitv2_zoo import ModelConfigError, get_model, inference_model
 from beitv2_zoo.checkpoint import load_state_dict_strict, split_layout
-from beitv2_zoo.convert_pretrain import (
+from beitv2_zoo.checkpoint.keymaps_pretrain import (
     canonical_to_mmpretrain_pretrain,
     canonical_to_official_vqkd,
     mmpretrain_pretrain_to_canonical,
 )
 from beitv2_zoo.masking import BlockMaskGenerator
 from beitv2_zoo.models import ARCHITECTURES, BeitV2Pretrain
-from beitv2_zoo.registry import get_record, register, unregister
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights import get_record, register, unregister
+from beitv2_zoo.weights.schema import Source
 
 from .conftest import image_batch, max_abs_diff, randomize_
 from .http_server import LocalServer

@@ -34,7 +34,7 @@ from PIL import Image  # noqa: E402
 
 from beitv2_zoo import create_transform, get_model, get_record  # noqa: E402
 from beitv2_zoo.masking import BlockMaskGenerator  # noqa: E402
-from beitv2_zoo.weights_pretrain import TOKENIZER_EVAL  # noqa: E402
+from beitv2_zoo.weights.pretraining import TOKENIZER_EVAL  # noqa: E402
 
 from .test_mim import mmpretrain_pretrain_shapes  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 from beitv2_zoo import get_record, inference_model
 from beitv2_zoo.errors import HashMismatchError, WeightsDownloadError
 from beitv2_zoo.hub import fetch_source, fetch_weights, sha256_of
-from beitv2_zoo.weight_record import Source
+from beitv2_zoo.weights.schema import Source
 
 DIGITS = sorted((Path(__file__).resolve().parents[1] / "examples" / "reproduction" / "digits").glob("digit*.png"))
 
@@ -26,7 +26,7 @@ def no_network(monkeypatch):
 def test_digits_classifier_runs_offline_from_the_package(no_network, isolated_cache):
     record = get_record("beitv2_tiny_patch4_32_digits")
     path = fetch_weights(record)
-    assert path.name == "beitv2_tiny_patch4_32_digits.safetensors" and path.parent.name == "weights_files"
+    assert path.name == "beitv2_tiny_patch4_32_digits.safetensors" and path.parent.name == "files" and path.parent.parent.name == "weights"
     assert path.stat().st_size <= 10 * 1024 * 1024
     predictions = inference_model("beitv2_tiny_patch4_32_digits", [str(p) for p in DIGITS])
     assert len(predictions) == 10 and {p["pred_class"] for p in predictions} <= set("0123456789")
@@ -44,5 +44,5 @@ def test_packaged_sources_are_hash_checked(tmp_path):
     with pytest.raises(HashMismatchError, match="reinstall"):
         fetch_source(Source(url=labels, sha256="0" * 64, host="package"), cache_dir=tmp_path)
     with pytest.raises(WeightsDownloadError, match="missing"):
-        fetch_source(Source(url="package:beitv2_zoo/weights_files/nothing.safetensors", sha256=actual), cache_dir=tmp_path)
+        fetch_source(Source(url="package:beitv2_zoo/weights/files/nothing.safetensors", sha256=actual), cache_dir=tmp_path)
     assert not any(tmp_path.iterdir())

@@ -5,7 +5,7 @@ import torch
 
 from beitv2_zoo import get_record, list_models
 from beitv2_zoo.errors import UnknownModelError
-from beitv2_zoo.labels import LABEL_SETS, class_names, imagenet1k_classes, imagenet21k_classes, imagenet21k_wnids
+from beitv2_zoo.weights.labels import LABEL_SETS, class_names, imagenet1k_classes, imagenet21k_classes, imagenet21k_wnids
 from beitv2_zoo.models import ARCHITECTURES
 from beitv2_zoo.weights import ALL_RECORDS
 

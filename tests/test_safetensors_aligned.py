@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from beitv2_zoo.models import build_beit
-from beitv2_zoo.safetensors_aligned import ALIGNMENT, save_aligned
-from beitv2_zoo.safetensors_io import PAD_PREFIX, load_mmap, read_header
+from beitv2_zoo.checkpoint.aligned import ALIGNMENT, save_aligned
+from beitv2_zoo.checkpoint.safetensors_io import PAD_PREFIX, load_mmap, read_header
 
 from .conftest import image_batch, randomize_
 

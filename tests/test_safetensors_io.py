@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 from beitv2_zoo.errors import CheckpointError
-from beitv2_zoo.safetensors_io import load_mmap, read_header, save
+from beitv2_zoo.checkpoint.safetensors_io import load_mmap, read_header, save
 
 
 def _tensors() -> dict[str, torch.Tensor]:

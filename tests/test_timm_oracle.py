@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import save_file
 
 from beitv2_zoo import get_model
-from beitv2_zoo.convert import canonical_to_mmpretrain
+from beitv2_zoo.checkpoint.keymaps import canonical_to_mmpretrain
 from beitv2_zoo.layers import relative_position_index
 
 from .conftest import image_batch, max_abs_diff, randomize_

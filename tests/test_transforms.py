@@ -21,7 +21,7 @@ from PIL import Image, ImageFile
 import beitv2_zoo
 from beitv2_zoo.errors import BeitZooError, ImageLoadError
 from beitv2_zoo.transforms import EvalTransform, create_transform, load_image, pil_to_rgb, to_pil_rgb
-from beitv2_zoo.weight_record import Preprocessing
+from beitv2_zoo.weights.schema import Preprocessing
 from beitv2_zoo.weights import HALF_EVAL, IMAGENET_EVAL, TIMM_BASE_EVAL
 
 skdata = pytest.importorskip("skimage.data")

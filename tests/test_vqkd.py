@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from beitv2_zoo import get_model
 from beitv2_zoo.checkpoint import load_state_dict_strict, split_layout
 from beitv2_zoo.cli import main
-from beitv2_zoo.convert_pretrain import (
+from beitv2_zoo.checkpoint.keymaps_pretrain import (
     canonical_to_mmpretrain_vqkd,
     canonical_to_official_vqkd,
     mmpretrain_vqkd_to_canonical,
@@ -361,7 +361,7 @@ def test_tokens_command_prints_the_ids_and_writes_the_picture(tmp_path, photo_pa
     picture = Image.open(out)
     assert picture.mode == "RGB" and picture.width > 3 * 14 * 24
     from beitv2_zoo.transforms import create_transform
-    from beitv2_zoo.weights_pretrain import TOKENIZER_EVAL
+    from beitv2_zoo.weights.pretraining import TOKENIZER_EVAL
 
     with torch.no_grad():
         expected = tiny_tokenizer.encode(create_transform(TOKENIZER_EVAL)(image).unsqueeze(0))[0]

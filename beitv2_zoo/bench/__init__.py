@@ -23,10 +23,10 @@ from pathlib import Path
 
 import torch
 
-from ..convert import canonical_to_mmpretrain
-from ..factory import get_model
+from ..checkpoint.keymaps import canonical_to_mmpretrain
+from ..api import get_model
 from ..models import ARCHITECTURES
-from ..registry import get_record
+from ..weights import get_record
 from . import cold_start, machine
 from .folder import folder_throughput, write_photo_folder
 from .mim_step import DEFAULT_ATTENTIONS, mim_step_throughput

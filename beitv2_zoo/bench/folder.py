@@ -21,9 +21,9 @@ import torch
 from PIL import Image, ImageEnhance
 from torch import nn
 
-from ..cli.predict import expand_images
-from ..inference import auto_workers, inference_model
-from ..transforms import create_transform
+from ..api import inference_model
+from ..inference import auto_workers
+from ..transforms import create_transform, expand_images
 from .machine import synchronize
 
 EXAMPLE_PHOTOS = tuple(Path(__file__).resolve().parents[2] / "examples" / "images" / name

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..convert import canonical_to_mmpretrain
+from ..checkpoint.keymaps import canonical_to_mmpretrain
 from ..models import Beit
 
 

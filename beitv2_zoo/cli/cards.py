@@ -17,7 +17,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_card(args: argparse.Namespace) -> int:
     from ..cards import regenerate_readme, render_card, write_cards
-    from ..registry import get_record
+    from ..weights import get_record
 
     if args.readme:
         args.readme.write_text(regenerate_readme(args.readme.read_text(encoding="utf-8")), encoding="utf-8")
@@ -27,7 +27,7 @@ def run_card(args: argparse.Namespace) -> int:
             paths = write_cards(args.dir)
             print(f"wrote {len(paths)} cards to {args.dir}")
             return 0
-        from ..registry import list_models
+        from ..weights import list_models
 
         for name in list_models():
             print(render_card(get_record(name)))

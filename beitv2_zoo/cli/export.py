@@ -19,7 +19,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 def run_export(args: argparse.Namespace) -> int:
     from ..export import check_onnx, export_onnx
-    from ..factory import get_model
+    from ..api import get_model
 
     pretrained = False if args.random else (args.weights or True)
     model = get_model(args.name, pretrained=pretrained)

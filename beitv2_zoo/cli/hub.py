@@ -49,7 +49,7 @@ def _human(size: int) -> str:
 def run_download(args: argparse.Namespace) -> int:
     from .. import hub
     from ..errors import BeitZooError
-    from ..registry import get_record
+    from ..weights import get_record
 
     failed = 0
     for name in args.names:
@@ -114,7 +114,7 @@ def run_cache_clean(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..convert_file import convert_checkpoint
+    from ..api import convert_checkpoint
 
     try:
         result = convert_checkpoint(args.src, args.dst, source=args.source, cache_dir=args.cache_dir)

@@ -16,7 +16,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..registry import list_models
+    from ..weights import list_models
 
     for name in list_models(args.pattern):
         print(name)
@@ -27,7 +27,7 @@ def run_info(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from ..hub import cached_file
-    from ..registry import get_record
+    from ..weights import get_record
 
     record = get_record(args.name)
     if args.json:

@@ -26,7 +26,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_attention(args: argparse.Namespace) -> int:
     import torch
 
-    from ..factory import get_model
+    from ..api import get_model
     from ..transforms import create_transform, load_image
     from ..viz import attention_figure
 

@@ -3,11 +3,9 @@
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 DEFAULT_MODEL = "beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -26,20 +24,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.set_defaults(handler=run_predict, one_line_errors=True)
 
 
-def expand_images(paths: Sequence[Path]) -> list[Path]:
-    """Files as given; folders replaced by the image files below them, sorted."""
-    images: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            images.extend(sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES))
-        else:
-            images.append(path)
-    return images
-
-
 def run_predict(args: argparse.Namespace) -> int:
-    from ..factory import get_model
-    from ..inference import inference_model
+    from ..api import get_model
+    from ..api import inference_model
+    from ..transforms import expand_images
 
     images = expand_images(args.images)
     if not images:

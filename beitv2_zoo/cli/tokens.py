@@ -23,11 +23,11 @@ def register(commands: argparse._SubParsersAction) -> None:
 def run_tokens(args: argparse.Namespace) -> int:
     import torch
 
-    from ..factory import get_model
+    from ..api import get_model
     from ..models import BeitV2Pretrain
     from ..transforms import center_crop, create_transform, load_image, resize_short_edge
     from ..viz import token_map_figure
-    from ..weights_pretrain import TOKENIZER_EVAL
+    from ..weights.pretraining import TOKENIZER_EVAL
 
     model = get_model(args.tokenizer, pretrained=args.weights or True, device=args.device)
     tokenizer = model.tokenizer if isinstance(model, BeitV2Pretrain) else model

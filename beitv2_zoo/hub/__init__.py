@@ -60,7 +60,7 @@ Modules
 from pathlib import Path
 
 from ..errors import HashMismatchError, WeightsDownloadError
-from ..weight_record import Source, WeightRecord
+from ..weights.schema import Source, WeightRecord
 from .cache import (
     cached_file,
     checkpoints_dir,
@@ -70,11 +70,10 @@ from .cache import (
     resumable_partial,
     sha256_of,
 )
-from .copies import inspect_copy
+from .copies import copy_path, inspect_copy
 from .download import fetch_file
 from .hf import HF_DEFAULT_FILES, HubFileMissing, fetch_hf, hf_environment
 from .inventory import CacheEntry, clean_cache, list_cache, verify_entry
-from .loadable import fetch_loadable
 from .packaged import PACKAGE_SCHEME, is_packaged, packaged_file
 from .settings import (
     DownloadPolicy,
@@ -223,8 +222,9 @@ def _fetch(source: Source, settings: HubSettings, for_loading: bool = False) -> 
     if not source.url:
         raise WeightsDownloadError("a source needs a url or an hf_repo")
     target = cached_file(source, settings.cache_dir)
-    fetch = fetch_loadable if for_loading else fetch_file
-    return fetch(map_url(source.url, settings.url_map), target, source, settings)
+    if for_loading and settings.safetensors_copy and inspect_copy(target, (source,)).usable:
+        return copy_path(target)  # a sound canonical copy: the pickle is neither hashed nor opened
+    return fetch_file(map_url(source.url, settings.url_map), target, source, settings)
 
 
 __all__ = [
@@ -241,7 +241,6 @@ __all__ = [
     "describe_request_error",
     "expected_hash",
     "fetch_hf_spec",
-    "fetch_loadable",
     "fetch_source",
     "fetch_url",
     "fetch_weights",

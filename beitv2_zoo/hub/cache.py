@@ -14,7 +14,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from ..weight_record import Source
+from ..weights.schema import Source
 from .settings import cache_root
 
 CHUNK = 1 << 20
@@ -27,8 +27,23 @@ def checkpoints_dir(cache_dir: str | Path | None = None) -> Path:
 
 
 def cached_file(source: Source, cache_dir: str | Path | None = None) -> Path:
-    """Where ``source`` is (or would be) cached."""
-    return checkpoints_dir(cache_dir) / source.filename
+    """Where ``source`` is (or would be) cached.
+
+    A registered file keeps its published name (unique by construction, and the name an
+    offline user is told to place). An arbitrary URL (``host='url'``) is keyed by the whole
+    URL, query included: ``url-<sha256(url)[:16]>--<file name>``, so two URLs that end in the
+    same name never share an entry, and a URL with no file name still gets a file.
+    """
+    if source.host == "url" and source.url:
+        identity = hashlib.sha256(source.url.encode("utf-8")).hexdigest()[:16]
+        return checkpoints_dir(cache_dir) / f"url-{identity}--{_safe_name(source.filename)}"
+    return checkpoints_dir(cache_dir) / _safe_name(source.filename)
+
+
+def _safe_name(name: str) -> str:
+    """``name`` as one harmless path component (``'download'`` when it is empty or a dot name)."""
+    cleaned = re.sub(r"[^A-Za-z0-9._+=-]", "_", name)[:200]
+    return "download" if cleaned.strip(".") == "" else cleaned
 
 
 def _resume_key(source: Source) -> str | None:
@@ -60,8 +75,13 @@ def sha256_of(path: str | Path) -> str:
 
 
 def hash_prefix_in_name(filename: str) -> str | None:
-    """The sha256 prefix in a torch.hub / OpenMMLab file name (``…-73e11905.pth`` → ``'73e11905'``)."""
-    match = re.search(r"-([a-f0-9]{8,64})\.", filename.split("?", 1)[0])
+    """The sha256 prefix in an OpenMMLab file name (``…_20221114-73e11905.pth`` → ``'73e11905'``).
+
+    Only that pattern counts (a date, a dash, 8 to 64 lowercase hex digits, the suffix): the
+    digits of ``beit-finetune-20240101.pth`` are a date, not a hash. Records state other hashes
+    themselves (``Source.sha256_prefix``).
+    """
+    match = re.search(r"_\d{8}-([a-f0-9]{8,64})\.[A-Za-z0-9]+$", filename.split("?", 1)[0])
     return match.group(1) if match else None
 
 

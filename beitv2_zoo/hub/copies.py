@@ -2,8 +2,9 @@
 
 A ``.pth`` (or ``.bin``, any PyTorch pickle) must be unpickled into memory and converted on
 every load, while a safetensors file in the canonical layout is memory-mapped with no copy.
-So, after a pickle in the cache has been verified, the loader (:mod:`.loadable`) keeps its
-converted state dict beside it::
+So, after a pickle in the cache has been verified, the loader keeps its
+converted state dict beside it (written by :mod:`beitv2_zoo.checkpoint.cache_copy`; this
+module only names, checks and removes copies, so the download layer never reads tensors)::
 
     <cache>/checkpoints/<file>                                   the verified download (``….pth``)
     <cache>/checkpoints/<file>.canonical.safetensors             its canonical copy, tensors 64-byte aligned
@@ -12,7 +13,7 @@ converted state dict beside it::
 
 The copy's name keeps the whole source name (suffix included), so it can never collide with
 another download, and ``sha256sum -c`` checks it by hand. Its tensors start on 64-byte
-boundaries (:mod:`beitv2_zoo.safetensors_aligned`), so the mapped model computes bit for bit
+boundaries (:mod:`beitv2_zoo.checkpoint.aligned`), so the mapped model computes bit for bit
 what the model loaded from the pickle computes; it gets the source file's permissions.
 Its metadata is what ``beitv2-zoo convert`` writes (``format``, ``layout``, ``source`` = the URL, ``source_sha256``,
 ``source_layout``, ``written_by``, ``model_settings``, ``classes``) plus:
@@ -31,22 +32,17 @@ the copy. Anything else makes the copy ``'stale'`` or ``'bad'``; the loader then
 (with a warning) and converts the verified source again.
 """
 
+import json
 import logging
-import os
 import re
-import stat
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..weight_record import Source
+from ..weights.schema import Source
 from .cache import expected_hash, hash_matches, hash_prefix_in_name, sha256_of
-from .disk import check_free_space, writing
-
-if TYPE_CHECKING:
-    import torch
+from ..version import written_by
+from .disk import writing
 
 logger = logging.getLogger(__package__)
 
@@ -56,6 +52,8 @@ HASH_SUFFIX = ".sha256"
 """Appended to the copy's name for the file holding its sha256."""
 COPY_VERSION = "1"
 """Bump when the copy's contents change meaning: older copies are then converted again."""
+_MAX_HEADER = 100 * 2**20
+"""Bytes: a copy's header is a few kilobytes; anything far larger is damage."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -103,25 +101,20 @@ def inspect_copy(source_file: Path, sources: Iterable[Source] = ()) -> CopyCheck
     Cheap checks come first (metadata, sizes); the copy is hashed only when they pass. A file
     that cannot be read makes the copy ``'bad'``; this never raises.
     """
-    from ..errors import CheckpointError
-
     copy = copy_path(source_file)
     try:
         return _inspect(copy, source_file, sources)
-    except (CheckpointError, OSError) as error:
+    except (OSError, ValueError) as error:
         return CopyCheck("bad", f"{copy} cannot be read ({' '.join(str(error).split())})")
 
 
 def _inspect(copy: Path, source_file: Path, sources: Iterable[Source]) -> CopyCheck:
-    from ..convert_file import written_by
-    from ..safetensors_io import read_header
-
     if not copy.is_file():
         return CopyCheck("missing", f"{copy} does not exist")
     recorded = _recorded_hash(hash_path(copy))
     if recorded is None:
         return CopyCheck("bad", f"{copy} has no readable sha256 in {hash_path(copy).name}")
-    metadata = read_header(copy).metadata
+    metadata = _metadata_of(copy)
     if metadata.get("cache_copy_of") != source_file.name or metadata.get("cache_copy_version") != COPY_VERSION:
         return CopyCheck("bad", f"{copy} is not a version-{COPY_VERSION} copy of {source_file.name}")
     if metadata.get("written_by") != written_by():
@@ -142,6 +135,24 @@ def _inspect(copy: Path, source_file: Path, sources: Iterable[Source]) -> CopyCh
     return CopyCheck("ok", f"sha256 {actual} (canonical copy of {source_file.name}, sha256 {source_hash})")
 
 
+def _metadata_of(copy: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors file, read from its header alone (no tensor is touched).
+
+    Raises:
+        ValueError: the file does not start with a readable safetensors header.
+    """
+    with copy.open("rb") as file:
+        size_bytes = file.read(8)
+        if len(size_bytes) != 8:
+            raise ValueError("shorter than a safetensors header")
+        size = int.from_bytes(size_bytes, "little")
+        if not 2 <= size <= min(_MAX_HEADER, copy.stat().st_size - 8):
+            raise ValueError(f"declares a {size}-byte header")
+        header = json.loads(file.read(size))
+    metadata = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    return {str(k): str(v) for k, v in metadata.items()} if isinstance(metadata, dict) else {}
+
+
 def _hashed(sources: Iterable[Source], source_name: str) -> list[Source]:
     checks = [s for s in sources if s.sha256 or s.sha256_prefix]
     prefix = hash_prefix_in_name(source_name)
@@ -155,46 +166,6 @@ def _recorded_hash(path: Path) -> str | None:
         return None
     digest = text.split(maxsplit=1)[0].lower() if text.strip() else ""
     return digest if _HEX64.match(digest) else None
-
-
-def write_copy(source_file: Path, tensors: dict[str, "torch.Tensor"], metadata: dict[str, str]) -> Path:
-    """Write the copy of ``source_file`` atomically, then its ``.sha256`` file; returns the copy's path.
-
-    ``tensors`` are canonical CPU tensors; ``metadata`` the string metadata (the ``cache_copy_*``
-    and ``source_size`` fields are added here). A failure leaves neither file behind.
-
-    Raises:
-        CacheWriteError: the cache cannot be written (disk full, permission).
-    """
-    from ..safetensors_aligned import ALIGNMENT, save_aligned
-
-    copy = copy_path(source_file)
-    metadata = {**metadata, "cache_copy_of": source_file.name, "cache_copy_version": COPY_VERSION,
-                "source_size": str(source_file.stat().st_size)}
-    temp = copy.with_name(f"{copy.name}.tmp-{uuid.uuid4().hex[:8]}.incomplete")
-    try:
-        with writing(copy):
-            check_free_space(copy, sum(t.numel() * t.element_size() + ALIGNMENT for t in tensors.values()))
-            digest = save_aligned(copy, tensors, metadata, temp=temp)
-            os.chmod(copy, stat.S_IMODE(source_file.stat().st_mode))  # readable by whoever may read the source
-            _write_text_atomically(hash_path(copy), f"{digest}  {copy.name}\n")
-    except BaseException:
-        for path in (copy, hash_path(copy)):
-            try:
-                path.unlink(missing_ok=True)
-            except OSError:
-                logger.warning("could not remove %s; delete it by hand (or run `beitv2-zoo cache clean`)", path)
-        raise
-    return copy
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}.incomplete")
-    try:
-        temp.write_text(text, encoding="ascii")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 def remove_copy(source_file: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CacheWriteError, HashMismatchError, WeightsDownloadError
-from ..weight_record import Source
+from ..weights.schema import Source
 from .cache import expected_hash, hash_matches, lock_path, resumable_partial, sha256_of
 from .disk import cache_write_error, writing
 from .partial import PartialFile

@@ -6,7 +6,7 @@ from typing import Any
 
 from ..errors import WeightsDownloadError
 from ..version import __version__
-from .settings import env_flag
+from ..settings import env_flag
 
 HF_DEFAULT_FILES = ("model.safetensors", "pytorch_model.bin")
 """Files tried, in order, for ``hf-hub:org/repo`` without a file name."""

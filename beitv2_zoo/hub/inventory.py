@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..weight_record import Source
+from ..weights.schema import Source
 from .cache import checkpoints_dir, expected_hash, hash_matches, hash_prefix_in_name, lock_path, sha256_of
 from .copies import HASH_SUFFIX, copy_path, hash_path, inspect_copy, source_name_of
 
@@ -65,7 +65,7 @@ def list_cache(cache_dir: str | Path | None = None) -> list[CacheEntry]:
 
 
 def _registered_sources() -> dict[str, tuple[tuple[str, Source], ...]]:
-    from ..registry import get_record, list_models
+    from ..weights import get_record, list_models
 
     by_file: dict[str, list[tuple[str, Source]]] = {}
     for name in list_models():

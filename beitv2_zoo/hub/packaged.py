@@ -10,7 +10,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import HashMismatchError, WeightsDownloadError
-from ..weight_record import Source
+from ..weights.schema import Source
 from .cache import expected_hash, hash_matches, sha256_of
 
 PACKAGE_SCHEME = "package:"

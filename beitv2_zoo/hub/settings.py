@@ -1,18 +1,16 @@
 """Download settings: the :class:`DownloadPolicy`, the environment variables and the URL map.
 
-Every setting is read when a fetch is called (never at import), and a keyword argument
-wins over its variable; :func:`resolve_settings` does both once per call.
+Every setting is read (by :mod:`beitv2_zoo.settings`) when a fetch is called, never at import, and a
+keyword argument wins over its variable; :func:`resolve_settings` does both once per call.
 """
 
-import os
 import random
 import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-_TRUE = ("1", "true", "yes", "on")
-_FALSE = ("0", "false", "no", "off")
+from ..settings import cache_root, download_numbers, is_offline, progress_flag, url_map_text, wants_safetensors_copy
 
 UrlMap = str | Mapping[str, str] | Iterable[tuple[str, str]]
 """``'old=new,old2=new2'``, ``{'old': 'new'}`` or ``[('old', 'new')]``."""
@@ -42,16 +40,14 @@ class DownloadPolicy:
     @classmethod
     def from_env(cls) -> "DownloadPolicy":
         """Defaults overridden by ``BEITV2_ZOO_TIMEOUT`` (``'read'`` or ``'connect,read'`` seconds),
-        ``BEITV2_ZOO_RETRIES`` and ``BEITV2_ZOO_BACKOFF`` (seconds)."""
-        policy = cls()
-        timeout = os.environ.get("BEITV2_ZOO_TIMEOUT", "").strip()
-        if timeout:
-            parts = [_env_number("BEITV2_ZOO_TIMEOUT", p) for p in timeout.split(",")]
-            policy = replace(policy, connect_timeout_s=parts[0], read_timeout_s=parts[-1])
-        if os.environ.get("BEITV2_ZOO_RETRIES", "").strip():
-            policy = replace(policy, retries=int(_env_number("BEITV2_ZOO_RETRIES", os.environ["BEITV2_ZOO_RETRIES"])))
-        if os.environ.get("BEITV2_ZOO_BACKOFF", "").strip():
-            policy = replace(policy, backoff_s=_env_number("BEITV2_ZOO_BACKOFF", os.environ["BEITV2_ZOO_BACKOFF"]))
+        ``BEITV2_ZOO_RETRIES`` and ``BEITV2_ZOO_BACKOFF`` (seconds), as :mod:`beitv2_zoo.settings` reads them."""
+        policy, numbers = cls(), download_numbers()
+        if "timeout" in numbers:
+            policy = replace(policy, connect_timeout_s=numbers["timeout"][0], read_timeout_s=numbers["timeout"][-1])
+        if "retries" in numbers:
+            policy = replace(policy, retries=int(numbers["retries"][0]))
+        if "backoff" in numbers:
+            policy = replace(policy, backoff_s=numbers["backoff"][0])
         return policy
 
     @property
@@ -64,16 +60,6 @@ class DownloadPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_backoff_s)
         return min(self.backoff_s * 2**retry, self.max_backoff_s) * (1 + 0.1 * random.random())
-
-
-def _env_number(name: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a number of seconds or a count, got {text!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {text!r}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -115,44 +101,17 @@ def resolve_settings(
     return HubSettings(
         cache_dir=cache_root(cache_dir),
         offline=is_offline() if offline is None else bool(offline),
-        url_map=parse_url_map(os.environ.get("BEITV2_ZOO_URL_MAP", "") if url_map is None else url_map),
+        url_map=parse_url_map(url_map_text() if url_map is None else url_map),
         progress=_show_progress(progress),
         policy=policy or DownloadPolicy.from_env(),
         safetensors_copy=wants_safetensors_copy() if safetensors_copy is None else bool(safetensors_copy),
     )
 
 
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """The cache root (not created): ``cache_dir``, else ``$BEITV2_ZOO_CACHE``, else the XDG default."""
-    if cache_dir is not None:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("BEITV2_ZOO_CACHE"):
-        return Path(os.environ["BEITV2_ZOO_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "beitv2_zoo"
-
-
-def env_flag(name: str) -> bool | None:
-    """A yes/no environment variable: ``True`` for ``1``/``true``/``yes``/``on``, ``False`` for
-    ``0``/``false``/``no``/``off`` (any case), ``None`` when unset or anything else."""
-    value = os.environ.get(name, "").strip().lower()
-    return True if value in _TRUE else False if value in _FALSE else None
-
-
-def is_offline() -> bool:
-    """Whether ``BEITV2_ZOO_OFFLINE`` asks for no network access."""
-    return bool(env_flag("BEITV2_ZOO_OFFLINE"))
-
-
-def wants_safetensors_copy() -> bool:
-    """Whether ``BEITV2_ZOO_SAFETENSORS_COPY`` allows canonical safetensors copies of cached pickles (default yes)."""
-    return env_flag("BEITV2_ZOO_SAFETENSORS_COPY") is not False
-
-
 def _show_progress(progress: bool | None) -> bool:
     if progress is not None:
         return progress
-    forced = env_flag("BEITV2_ZOO_PROGRESS")
+    forced = progress_flag()
     if forced is not None:
         return forced
     return bool(getattr(sys.stderr, "isatty", lambda: False)())
@@ -174,7 +133,7 @@ def parse_url_map(url_map: UrlMap) -> tuple[tuple[str, str], ...]:
 
 def map_url(url: str, url_map: UrlMap | None = None) -> str:
     """Apply the first matching prefix rewrite (``url_map``, else ``BEITV2_ZOO_URL_MAP``) to ``url``."""
-    pairs = parse_url_map(os.environ.get("BEITV2_ZOO_URL_MAP", "") if url_map is None else url_map)
+    pairs = parse_url_map(url_map_text() if url_map is None else url_map)
     for old, new in pairs:
         if url.startswith(old):
             return new + url[len(old) :]

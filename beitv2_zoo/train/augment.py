@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from ..masking import BlockMaskGenerator
 from ..transforms import EvalTransform
-from ..weight_record import Preprocessing
+from ..weights.schema import Preprocessing
 
 BICUBIC = T.InterpolationMode.BICUBIC
 

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import safetensors_io
+from ..checkpoint import safetensors_io
 from ..checkpoint import CANONICAL_FORMAT
 from .config import TrainRecipe, save_recipe
 

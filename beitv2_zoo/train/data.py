@@ -32,12 +32,11 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from ..errors import ImageLoadError
-from ..transforms import load_image
+from ..transforms import IMAGE_SUFFIXES, load_image
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 MAX_REPLACEMENTS = 32
 SampleTransform = Callable[[Image.Image, int], dict[str, torch.Tensor]]
 """``(RGB image, seed) → tensors``; all randomness must come from ``seed`` (or torch's global
@@ -79,7 +78,7 @@ def scan_image_folder(root: str | Path) -> SampleList:
         paths = sorted(p for p in root.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         labels = [-1] * len(paths)
     if not paths:
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {root}")
     return SampleList(tuple(paths), tuple(labels), tuple(classes) or ("unlabelled",))
 
 

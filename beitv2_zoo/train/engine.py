@@ -262,7 +262,7 @@ def _save(work_dir: Path, step: int, recipe: TrainRecipe, task: TaskSetup, optim
 
 def _restore(folder: Path, recipe: TrainRecipe, task: TaskSetup, optimizer: torch.optim.Optimizer,
              scaler: torch.amp.GradScaler, ema: ModelEma | None, env: DistEnv, global_batch: int) -> int:
-    from ..safetensors_io import load_mmap
+    from ..checkpoint.safetensors_io import load_mmap
     from .config import load_recipe_file
 
     state = load_training_state(folder)

@@ -107,13 +107,13 @@ def _class_names(model: nn.Module, folder_classes: tuple[str, ...], num_classes:
 
 def _test_model(target: str, weights: str | None) -> tuple[nn.Module, Any, dict[str, Any]]:
     """(classifier in eval mode, its evaluation preprocessing, a description for the report)."""
-    from ..registry import is_model
+    from ..weights import is_model
     from .augment import eval_preprocessing
     from .models import build_for_recipe, load_weights, resolve_weights, run_recipe
     from .recipes import get_recipe
 
     if is_model(target):
-        from ..factory import get_model
+        from ..api import get_model
         from ..transforms import create_transform
 
         model = get_model(target, pretrained=str(resolve_weights(weights)) if weights else True)

@@ -21,7 +21,7 @@ def _configure_logging() -> None:
 
 
 def train_command(options: argparse.Namespace) -> int:
-    """Handle ``beitv2-zoo train`` (options from :func:`beitv2_zoo.cli.train.train_parser`)."""
+    """Handle ``beitv2-zoo train`` (options from :func:`beitv2_zoo.train.commands.train_parser`)."""
     from .config import apply_overrides
     from .recipes import get_recipe, list_recipes
 
@@ -69,12 +69,12 @@ def test_command(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m beitv2_zoo.train {train,test} ...``."""
-    from ..cli import train as cli_train
+    from .commands import register
     from ..errors import BeitZooError
 
     parser = argparse.ArgumentParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    cli_train.register(commands)
+    register(commands)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

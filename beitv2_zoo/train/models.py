@@ -13,39 +13,30 @@ reproduction models) are rebuilt.
 """
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from .. import hub
-from ..checkpoint import read_checkpoint, load_state_dict_strict
-from ..convert import StateDict
+from ..checkpoint import load_state_dict_strict, read_checkpoint
+from ..checkpoint import load_weights as load_checkpoint_weights
+from ..resolve import RUN_WEIGHTS, load_checkpoint, weights_file
+from ..checkpoint.keymaps import StateDict
 from ..models import ARCHITECTURES, VQKD, Architecture, Beit, BeitV2Pretrain
-from ..registry import get_record, is_model
+from ..weights import get_record, is_model
 from .config import FinetuneRecipe, LinearProbeRecipe, MIMRecipe, TrainRecipe, VQKDRecipe, load_recipe_file
 from .errors import RecipeError
 
 logger = logging.getLogger(__name__)
 
-FINAL_WEIGHTS = "model.safetensors"
+FINAL_WEIGHTS = RUN_WEIGHTS
 """The file name of a run's final weights (beside ``recipe.json``)."""
 
 
 # ----------------------------------------------------------------- weight specs
 def resolve_weights(spec: str) -> Path:
-    """A local file for a weight spec (see the module docstring)."""
-    if is_model(spec):
-        return hub.fetch_weights(get_record(spec))
-    if spec.startswith("hf-hub:"):
-        return hub.fetch_hf_spec(spec)
-    if re.match(r"^https?://", spec):
-        return hub.fetch_url(spec)
-    path = Path(spec).expanduser()
-    if path.is_dir():
-        path = path / FINAL_WEIGHTS
-    return path
+    """A local file for a weight spec (a name, file, run folder, URL or ``hf-hub:`` spec; see :mod:`beitv2_zoo.resolve`)."""
+    return weights_file(spec).path
 
 
 def run_recipe(weights: Path) -> TrainRecipe | None:
@@ -61,12 +52,10 @@ def load_weights(model: nn.Module, spec: str) -> list[str]:
     Returns:
         Model keys left at their fresh values (a re-initialised head).
     """
-    path = resolve_weights(spec)
-    checkpoint = read_checkpoint(path)
-    left_out = load_state_dict_strict(model, checkpoint.state_dict, source=str(path))
-    if left_out and hasattr(model, "reset_classifier"):
-        model.reset_classifier(model.num_classes)
-    logger.info("loaded %s (%s layout)%s", path, checkpoint.layout, f"; fresh: {', '.join(left_out)}" if left_out else "")
+    checkpoint = load_checkpoint(weights_file(spec))
+    left_out = load_checkpoint_weights(model, checkpoint)
+    logger.info("loaded %s (%s layout)%s", checkpoint.path, checkpoint.layout,
+                f"; fresh: {', '.join(left_out)}" if left_out else "")
     return left_out
 
 
@@ -139,7 +128,7 @@ def load_frozen_tokenizer(spec: str) -> tuple[dict[str, Any], StateDict]:
         settings = vqkd_settings(recipe, target_dim=1)
         state = read_checkpoint(path).state_dict
     else:
-        from ..factory import get_model
+        from ..api import get_model
 
         if path is None and not get_record(spec).sources:
             logger.warning("tokenizer %s has no published weights: using a random (untrained) tokenizer", spec)

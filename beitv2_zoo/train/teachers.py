@@ -106,12 +106,12 @@ def build_teacher(spec: str, weights: str = "", img_size: int = 224) -> Teacher:
         _, _, rest = spec.partition(":")
         model_name, _, pretrained = rest.partition(":")
         return ClipTeacher(model_name or "ViT-B-16", pretrained)
-    from ..registry import get_record, is_model
+    from ..weights import get_record, is_model
     from .config import FinetuneRecipe, LinearProbeRecipe
     from .models import build_classifier, load_weights, resolve_weights, run_recipe
 
     if is_model(spec):
-        from ..factory import get_model
+        from ..api import get_model
 
         pretrained: bool | str = False if weights == "random" else (weights or True)
         model = get_model(spec, pretrained=pretrained, img_size=img_size)
@@ -123,7 +123,7 @@ def build_teacher(spec: str, weights: str = "", img_size: int = 224) -> Teacher:
         model = build_classifier(recipe, load_pretrained=False)
         load_weights(model, str(path))
         return BeitTeacher(model, recipe.mean, recipe.std)
-    from ..factory import get_model
+    from ..api import get_model
 
     model = get_model(path)
     if not isinstance(model, Beit):

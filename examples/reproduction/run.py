@@ -15,7 +15,7 @@ Stages (recipes ``tiny-p4_digits_*`` in ``beitv2_zoo/train/recipes``; data from
    MIM weights and from random initialisation with the same recipe and budget.
 
 Every number is measured on the 300 held-out ``main/val`` images. ``--ship`` also copies the
-seed-0 pretrained fine-tuned classifier to ``beitv2_zoo/weights_files/`` (the registered name
+seed-0 pretrained fine-tuned classifier to ``beitv2_zoo/weights/files/`` (the registered name
 ``beitv2_tiny_patch4_32_digits``; its record's sha256 must then be updated).
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-SHIPPED = REPO / "beitv2_zoo" / "weights_files" / "beitv2_tiny_patch4_32_digits.safetensors"
+SHIPPED = REPO / "beitv2_zoo" / "weights" / "files" / "beitv2_tiny_patch4_32_digits.safetensors"
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
 
 

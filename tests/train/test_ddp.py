@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from beitv2_zoo.safetensors_io import load_mmap
+from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 
 from .conftest import run
 

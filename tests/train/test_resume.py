@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from beitv2_zoo.safetensors_io import load_mmap
+from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 from beitv2_zoo.train.checkpointing import list_checkpoints, load_training_state
 from beitv2_zoo.train.config import apply_overrides
 from beitv2_zoo.train.engine import train

@@ -57,7 +57,7 @@ def test_classifier_tasks_learn_from_the_mim_weights(recipe, image_folder, mim_r
 
 
 def test_gradient_accumulation_equals_the_large_batch(image_folder, tmp_path):
-    from beitv2_zoo.safetensors_io import load_mmap
+    from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 
     big = run("test_tiny_finetune", image_folder, tmp_path / "big", max_steps=3, batch_size=8)
     small = run("test_tiny_finetune", image_folder, tmp_path / "small", max_steps=3, batch_size=4, accum_steps=2)

@@ -111,7 +111,7 @@ def setup(recipe: VQKDRecipe, env: DistEnv) -> TaskSetup:
     from pathlib import Path
 
     if recipe.val_ann_file or (Path(recipe.data_root) / recipe.val_split).is_dir():
-        from ...weight_record import Preprocessing
+        from ...weights.schema import Preprocessing
         from ..augment import EvalSampleTransform
 
         prep = Preprocessing(resize_size=recipe.img_size, crop_size=recipe.img_size, mean=(0.0,) * 3, std=(1.0,) * 3)

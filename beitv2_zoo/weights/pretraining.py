@@ -14,17 +14,8 @@ head: ``num_classes`` is 0 and ``label_set`` is ``None``.
   ``embed_avg`` tensors, so its count is below that of the official file.
 """
 
-from .weight_record import Preprocessing, Source, WeightRecord
-
-_PAPER = "https://arxiv.org/abs/2208.06366"
-_OFFICIAL = "https://github.com/addf400/files/releases/download/BEiT-v2"
-_OPENMMLAB = "https://download.openmmlab.com/mmselfsup/1.x"
-_UNILM_README = "microsoft/unilm beit2/README.md"
-
-MIM_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-"""The model's own view: short edge 256 bicubic, centre crop 224, ImageNet mean/std."""
-TOKENIZER_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
-"""Pixels in [0, 1] (``VQKD.encode`` maps them to [-1, 1] itself); the official VQ-KD validation resize/crop."""
+from ._common import BEIT_V2_PAPER, IMAGENET_EVAL, OFFICIAL_README, TOKENIZER_EVAL, official, openmmlab
+from .schema import Source, WeightRecord
 
 MIM_BASE_PARAMS = 192_809_840
 """Backbone 85,664,592 + aggregation neck 14,178,816 + LM head 6,299,648 + VQ-KD encoder and codebook 86,666,784."""
@@ -42,18 +33,17 @@ MMPRETRAIN_PRETRAIN_RECORDS = (
         label_set=None,
         task="masked-image-modeling",
         sources=(
-            Source(
-                url=f"{_OPENMMLAB}/beitv2/beitv2_vit-base-p16_8xb256-amp-coslr-300e_in1k/"
+            openmmlab(
+                "mmselfsup/1.x/beitv2/beitv2_vit-base-p16_8xb256-amp-coslr-300e_in1k/"
                 "beitv2_vit-base-p16_8xb256-amp-coslr-300e_in1k_20221212-a157be30.pth",
-                sha256_prefix="a157be30",
-                host="openmmlab",
+                "a157be30",
             ),
         ),
-        preprocessing=MIM_EVAL,
+        preprocessing=IMAGENET_EVAL,
         params=MIM_BASE_PARAMS,
         gmacs=17.58,
         license="apache-2.0",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         training_data=("ImageNet-1k",),
         tokenizer="vqkd_encoder",
         notes=(
@@ -78,12 +68,12 @@ def _official_pretrain(size: str, suffix: str, epochs: int, notes: str) -> Weigh
         num_classes=0,
         label_set=None,
         task="masked-image-modeling",
-        sources=(Source(url=f"{_OFFICIAL}/beitv2_{size}_patch16_224_{suffix}.pth", host="official"),),
-        preprocessing=MIM_EVAL,
+        sources=(official(f"beitv2_{size}_patch16_224_{suffix}.pth"),),
+        preprocessing=IMAGENET_EVAL,
         params=MIM_BASE_PARAMS if base else MIM_LARGE_PARAMS,
         gmacs=17.58 if base else 61.60,
         license="mit",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         training_data=("ImageNet-1k",),
         tokenizer=DEFAULT_TOKENIZER,
         notes=(
@@ -115,16 +105,16 @@ def _official_tokenizer(decoder: int, teacher: str, sha256_prefix: str, params: 
         num_classes=0,
         label_set=None,
         task="visual-tokenizer",
-        sources=(Source(url=f"{_OFFICIAL}/{stem}-{sha256_prefix}.pth", sha256_prefix=sha256_prefix, host="official"),),
+        sources=(official(f"{stem}-{sha256_prefix}.pth", sha256_prefix),),
         preprocessing=TOKENIZER_EVAL,
         params=params,
         gmacs=TOKENIZER_GMACS,
         license="mit",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         training_data=("ImageNet-1k",),
         notes=(
             f"Official VQ-KD tokenizer: ViT-B/16 encoder, 8192 x 32 codebook, {decoder}-block decoder, distilled "
-            f"from {teacher_text}. Codebook usage {usage} ({_UNILM_README} / TOKENIZER.md). The file's teacher*, "
+            f"from {teacher_text}. Codebook usage {usage} ({OFFICIAL_README} / TOKENIZER.md). The file's teacher*, "
             "scaling* and loss* tensors (the official loader deletes them too) and the unused "
             "quantize.embedding.cluster_size / embed_avg are dropped on load; the decoder is kept "
             "(it is only needed to train the tokenizer further). GMACs: tokenizing only (no decoder)."
@@ -145,12 +135,12 @@ MMPRETRAIN_TOKENIZER_RECORDS = (
         num_classes=0,
         label_set=None,
         task="visual-tokenizer",
-        sources=(Source(url=f"{_OPENMMLAB}/target_generator_ckpt/vqkd_encoder.pth", host="openmmlab"),),
+        sources=(openmmlab("mmselfsup/1.x/target_generator_ckpt/vqkd_encoder.pth"),),
         preprocessing=TOKENIZER_EVAL,
         params=86_666_784,
         gmacs=TOKENIZER_GMACS,
         license="apache-2.0",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         training_data=("ImageNet-1k",),
         notes=(
             "mmpretrain's VQ-KD encoder and codebook (no decoder), the init_cfg checkpoint of the target generator "
@@ -173,7 +163,7 @@ TEST_PRETRAIN_RECORDS = (
         params=235_544,
         gmacs=0.0,
         license="apache-2.0",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         notes="A 2-block, 64-wide tokenizer with a 64 x 8 codebook and random weights, for tests and demos.",
     ),
     WeightRecord(
@@ -183,11 +173,11 @@ TEST_PRETRAIN_RECORDS = (
         label_set=None,
         task="masked-image-modeling",
         sources=(),
-        preprocessing=MIM_EVAL,
+        preprocessing=IMAGENET_EVAL,
         params=522_432,
         gmacs=0.0,
         license="apache-2.0",
-        paper=_PAPER,
+        paper=BEIT_V2_PAPER,
         tokenizer="test_vqkd_tiny",
         notes="A 4-block, 64-wide pretraining model with test_vqkd_tiny's encoder as tokenizer, for tests and demos.",
     ),

@@ -17,7 +17,7 @@ each tensor a view on a slice of that storage. Nothing is copied, except a tenso
 byte offset is not a multiple of its element size (other writers may produce one), which
 is copied into aligned memory. Each tensor owns a distinct storage slice, so a state dict
 read here can be saved again with ``safetensors`` or ``torch.save`` as usual. Filler tensors
-named ``__pad__.<i>`` (:data:`PAD_PREFIX`, written by :mod:`beitv2_zoo.safetensors_aligned`
+named ``__pad__.<i>`` (:data:`PAD_PREFIX`, written by :mod:`beitv2_zoo.checkpoint.aligned`
 to align the others) are skipped.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
 
 PAD_PREFIX = "__pad__."
 """Names of filler tensors that only align the tensors after them; readers here skip them."""
@@ -176,6 +176,31 @@ def load_mmap(path: str | Path) -> dict[str, torch.Tensor]:
     if not header.tensors:
         return {}
     storage = torch.UntypedStorage.from_file(os.fspath(path), shared=False, nbytes=header.file_size)
+    return {name: _view(storage, header.data_start, info) for name, info in header.tensors.items()
+            if not name.startswith(PAD_PREFIX)}
+
+
+def load_in_memory(path: str | Path) -> dict[str, torch.Tensor]:
+    """All tensors of ``path`` read into this process's memory (one read of the file, no mapping).
+
+    For files the package does not own: the tensors stay as they were read even when the file
+    is rewritten or truncated afterwards (a mapping would change with it, or fault). The buffer
+    comes from torch's allocator, 64-byte aligned like the mapped case, so the values and the
+    results computed from them are the same as :func:`load_mmap`'s.
+
+    Raises:
+        CheckpointError: the header is damaged, or the file shrank while it was read.
+    """
+    path = Path(path)
+    header = read_header(path)
+    if sys.byteorder != "little" or not header.tensors:
+        return load_mmap(path) if header.tensors else {}
+    data = torch.empty(header.file_size, dtype=torch.uint8)
+    with path.open("rb") as file:
+        read = file.readinto(memoryview(data.numpy()))
+    if read != header.file_size:
+        raise _corrupt(path, f"{read} bytes could be read of the {header.file_size} its header promised")
+    storage = data.untyped_storage()
     return {name: _view(storage, header.data_start, info) for name, info in header.tensors.items()
             if not name.startswith(PAD_PREFIX)}
 

@@ -30,7 +30,7 @@ import re
 
 import torch
 
-from .convert import StateDict, canonical_to_mmpretrain, drop_index_buffers, mmpretrain_to_canonical
+from .keymaps import StateDict, canonical_to_mmpretrain, drop_index_buffers, mmpretrain_to_canonical
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Write safetensors files in which every tensor starts on a 64-byte boundary.
 
 Why: a memory mapping starts on a page, so a tensor's address in the mapping is its offset
-in the file. Tensors that :func:`beitv2_zoo.safetensors_io.load_mmap` maps at arbitrary
+in the file. Tensors that :func:`beitv2_zoo.checkpoint.safetensors_io.load_mmap` maps at arbitrary
 offsets hold the same values as tensors in ordinary memory (which torch's CPU allocator
 aligns to 64 bytes), but vectorised kernels then split their loops differently and a
 model's float32 outputs can differ in the last bits (about 1e-6 for a BEiT). At 64-byte
@@ -10,7 +10,7 @@ offsets, a mapped model computes exactly what the same weights in ordinary memor
 How: the header is padded with spaces (as the safetensors library pads it to 8 bytes)
 so that the data buffer starts at a multiple of 64, and, since the format allows no
 holes between tensors, a ``uint8`` filler tensor named ``__pad__.<i>``
-(:data:`~beitv2_zoo.safetensors_io.PAD_PREFIX`) fills each gap. Any safetensors reader
+(:data:`~beitv2_zoo.checkpoint.safetensors_io.PAD_PREFIX`) fills each gap. Any safetensors reader
 opens the file; this package's readers skip the fillers.
 """
 
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .hub.cache import sha256_of
+from ..hub.cache import sha256_of
 from .safetensors_io import DTYPES, PAD_PREFIX, save
 
 ALIGNMENT = 64

@@ -3,9 +3,14 @@
 import difflib
 import fnmatch
 
-from .errors import UnknownModelError
-from .weight_record import WeightRecord
-from .weights import ALL_RECORDS
+from ..errors import UnknownModelError
+from .classification import CLASSIFIER_RECORDS
+from .pretraining import PRETRAIN_RECORDS
+from .reproduction import REPRODUCTION_RECORDS
+from .schema import WeightRecord
+
+ALL_RECORDS: tuple[WeightRecord, ...] = CLASSIFIER_RECORDS + PRETRAIN_RECORDS + REPRODUCTION_RECORDS
+"""Every shipped record, in listing order: one table per family, each a tuple of records and nothing else."""
 
 _RECORDS: dict[str, WeightRecord] = {}
 _ALIASES: dict[str, str] = {}

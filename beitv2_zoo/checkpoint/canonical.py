@@ -17,21 +17,23 @@ and written atomically with string metadata:
 ``classes``        JSON list of class names, when the source carries them (mmpretrain ``meta``)
 =================  ==========================================================================
 
-``get_model(name, pretrained=DST)`` and ``get_model(DST)`` load the result memory-mapped.
+``get_model(name, pretrained=DST)`` and ``get_model(DST)`` load the result; ``beitv2_zoo.api.convert_checkpoint``
+resolves the source and calls :func:`write_canonical`.
 """
 
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import hub
-from .checkpoint import CANONICAL_FORMAT, Checkpoint, read_checkpoint, split_layout
-from .convert import StateDict
-from .errors import CheckpointError, ModelConfigError
+from ..errors import CheckpointError, ModelConfigError
+from ..hub import sha256_of
+from ..version import written_by
+from .infer import infer_architecture
+from .keymaps import StateDict
+from .layouts import split_layout
+from .reading import CANONICAL_FORMAT, Checkpoint
 from .safetensors_io import save
-from .version import __version__
 
 FORMAT_VERSION = "1"
 
@@ -57,27 +59,19 @@ class ConvertedFile:
     sha256: str
 
 
-def convert_checkpoint(src: str | Path, dst: str | Path, *, source: str | None = None, **download: Any) -> ConvertedFile:
-    """Convert ``src`` to a canonical safetensors file at ``dst`` (written atomically).
-
-    Args:
-        src: a checkpoint file, an ``https://`` URL, an ``hf-hub:`` spec, or a registered name.
-        dst: the file to write; its folder is created.
-        source: for a registered name, which of its sources to fetch (see :func:`hub.select_sources`).
-        **download: ``cache_dir``, ``offline``, ``url_map``, ``progress`` for the fetch.
+def write_canonical(checkpoint: Checkpoint, dst: str | Path, source: str, source_sha256: str,
+                    record: Any = None) -> ConvertedFile:
+    """Write ``checkpoint`` as a canonical safetensors file at ``dst`` (atomically), with the metadata above.
 
     Raises:
-        UnsafeCheckpointError: a pickle that would run code; nothing ran and nothing was written.
-        CheckpointError: an unreadable source, or ``dst`` is the source file itself.
+        CheckpointError: ``dst`` is the source file itself.
     """
-    source_path, label, record = _local_source(src, source, download)
     dst = Path(dst).expanduser()
-    if dst.exists() and dst.resolve() == source_path.resolve():
+    if dst.exists() and dst.resolve() == checkpoint.path.resolve():
         raise CheckpointError(f"{dst} is the source file itself; choose another destination")
-    checkpoint = read_checkpoint(source_path)
-    metadata = canonical_metadata(checkpoint, label, hub.sha256_of(source_path), record)
+    metadata = canonical_metadata(checkpoint, source, source_sha256, record)
     save(dst, checkpoint.state_dict, metadata)
-    return ConvertedFile(dst, source_path, metadata, len(checkpoint.state_dict), dst.stat().st_size, hub.sha256_of(dst))
+    return ConvertedFile(dst, checkpoint.path, metadata, len(checkpoint.state_dict), dst.stat().st_size, sha256_of(dst))
 
 
 def canonical_metadata(checkpoint: Checkpoint, source: str, source_sha256: str, record: Any = None) -> dict[str, str]:
@@ -87,7 +81,7 @@ def canonical_metadata(checkpoint: Checkpoint, source: str, source_sha256: str, 
         checkpoint: the source, read and converted by :func:`~beitv2_zoo.checkpoint.read_checkpoint`.
         source: what was converted (a name, URL, hub spec or file name).
         source_sha256: sha256 of the source file.
-        record: the :class:`~beitv2_zoo.weight_record.WeightRecord` of a registered name, if any.
+        record: the :class:`~beitv2_zoo.weights.schema.WeightRecord` of a registered name, if any.
     """
     metadata = {
         "format": CANONICAL_FORMAT,
@@ -108,11 +102,6 @@ def canonical_metadata(checkpoint: Checkpoint, source: str, source_sha256: str, 
     return metadata
 
 
-def written_by() -> str:
-    """``'beitv2_zoo <version>'``: the ``written_by`` metadata of files this version writes."""
-    return f"beitv2_zoo {__version__}"
-
-
 def reads_back_unchanged(state_dict: StateDict) -> bool:
     """Whether a canonical state dict, saved and read again, is detected as already canonical
     (its keys pass through layout detection unchanged), so that the file loads as the source did."""
@@ -120,28 +109,8 @@ def reads_back_unchanged(state_dict: StateDict) -> bool:
     return again.keys() == state_dict.keys()
 
 
-def _local_source(src: str | Path, source: str | None, download: dict[str, Any]) -> tuple[Path, str, Any]:
-    """``(local file, label for the metadata, weight record or None)`` for any accepted ``src``."""
-    from .registry import get_record, is_model
-
-    text = str(src)
-    if isinstance(src, str) and is_model(src):
-        record = get_record(src)
-        return hub.fetch_weights(record, source=source, **download), record.name, record
-    if text.startswith("hf-hub:"):
-        return hub.fetch_hf_spec(text, offline=download.get("offline")), text, None
-    if re.match(r"^https?://", text):
-        return hub.fetch_url(text, **download), text, None
-    path = Path(src).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"{src} is neither a checkpoint file nor a registered name (see `beitv2-zoo list`)")
-    return path, path.name, None
-
-
 def _settings_of(state_dict: dict[str, Any]) -> dict[str, Any] | None:
     """Constructor settings read from the tensors, or ``None`` for a checkpoint that is not a BEiT backbone."""
-    from .factory import infer_architecture
-
     try:
         return infer_architecture(state_dict)
     except (ModelConfigError, KeyError, IndexError, ValueError):

@@ -6,25 +6,10 @@ digits of their sha256 in the file name, and that is all that is published; the 
 release files and timm's Hub files publish no hash.
 """
 
-from .weight_record import Metric, Preprocessing, Source, WeightRecord
-from .weights_pretrain import PRETRAIN_RECORDS
-from .weights_reproduction import REPRODUCTION_RECORDS
+from ._common import (BEIT_PAPER, BEIT_V2_PAPER, HALF_EVAL, IMAGENET_EVAL, OFFICIAL_README, TIMM_BASE_EVAL,
+                      TIMM_LARGE_EVAL, UNILM_BLOB, official, openmmlab, timm_hub)
+from .schema import Metric, WeightRecord
 
-BEIT_V2_PAPER = "https://arxiv.org/abs/2208.06366"
-BEIT_PAPER = "https://arxiv.org/abs/2106.08254"
-
-_OPENMMLAB = "https://download.openmmlab.com"
-_OFFICIAL = "https://github.com/addf400/files/releases/download/BEiT-v2"
-_UNILM_BLOB = "https://conversationhub.blob.core.windows.net/beit-share-public"
-
-IMAGENET_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
-"""Short edge 256 (bicubic, truncated), centre crop 224, ImageNet mean/std: mmpretrain's BEiT v2 test pipeline and the official evaluation."""
-HALF_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
-"""As :data:`IMAGENET_EVAL` with mean = std = 127.5 / 255: mmpretrain's BEiT v1 models."""
-TIMM_BASE_EVAL = Preprocessing(resize_size=248, crop_size=224, crop_pct=0.9)
-"""timm ``crop_pct=0.9``: short edge ``floor(224 / 0.9) = 248``, centre crop 224."""
-TIMM_LARGE_EVAL = Preprocessing(resize_size=235, crop_size=224, crop_pct=0.95)
-"""timm ``crop_pct=0.95``: short edge ``floor(224 / 0.95) = 235``, centre crop 224."""
 
 BASE_PARAMS, BASE_21K_PARAMS = 86_530_984, 102_557_713
 LARGE_PARAMS, LARGE_21K_PARAMS = 304_430_568, 325_792_593
@@ -35,18 +20,6 @@ IN21K_THEN_1K = ("ImageNet-1k (pretraining)", "ImageNet-21k", "ImageNet-1k")
 OFFICIAL_README = "microsoft/unilm beit2/README.md"
 
 
-def _official(file: str) -> Source:
-    return Source(url=f"{_OFFICIAL}/{file}", host="official")
-
-
-def _openmmlab(path: str, prefix: str) -> Source:
-    return Source(url=f"{_OPENMMLAB}/{path}", sha256_prefix=prefix, host="openmmlab")
-
-
-def _timm_hub(tag: str) -> Source:
-    return Source(hf_repo=f"timm/{tag}", hf_filename="model.safetensors", host="hf-hub")
-
-
 MMPRETRAIN_RECORDS = (
     WeightRecord(
         name="beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k",
@@ -54,7 +27,7 @@ MMPRETRAIN_RECORDS = (
         num_classes=1000,
         label_set="imagenet-1k",
         sources=(
-            _openmmlab(
+            openmmlab(
                 "mmselfsup/1.x/beitv2/beitv2_vit-base-p16_8xb256-amp-coslr-300e_in1k/"
                 "vit-base-p16_ft-8xb128-coslr-100e_in1k/vit-base-p16_ft-8xb128-coslr-100e_in1k_20221212-d1c0789e.pth",
                 "d1c0789e",
@@ -76,8 +49,8 @@ MMPRETRAIN_RECORDS = (
         num_classes=1000,
         label_set="imagenet-1k",
         sources=(
-            _openmmlab("mmclassification/v0/beit/beitv2-base_3rdparty_in1k_20221114-73e11905.pth", "73e11905"),
-            _official("beitv2_base_patch16_224_pt1k_ft21kto1k.pth"),
+            openmmlab("mmclassification/v0/beit/beitv2-base_3rdparty_in1k_20221114-73e11905.pth", "73e11905"),
+            official("beitv2_base_patch16_224_pt1k_ft21kto1k.pth"),
         ),
         preprocessing=IMAGENET_EVAL,
         params=BASE_PARAMS,
@@ -88,7 +61,7 @@ MMPRETRAIN_RECORDS = (
             Metric("ImageNet-1k", 86.47, 97.99, "mmpretrain configs/beitv2/metafile.yml"),
             Metric("ImageNet-1k", 86.458, 97.978, "microsoft/unilm beit2/get_started_for_image_classification.md"),
         ),
-        converted_from=f"{_UNILM_BLOB}/beitv2/beitv2_base_patch16_224_pt1k_ft21kto1k.pth",
+        converted_from=f"{UNILM_BLOB}/beitv2/beitv2_base_patch16_224_pt1k_ft21kto1k.pth",
         upstream="beitv2_base_patch16_224_pt1k_ft21k",
         training_data=IN21K_THEN_1K,
         aliases=("beitv2-base_3rdparty_in1k",),
@@ -100,7 +73,7 @@ MMPRETRAIN_RECORDS = (
         num_classes=1000,
         label_set="imagenet-1k",
         sources=(
-            _openmmlab(
+            openmmlab(
                 "mmselfsup/1.x/beit/beit_vit-base-p16_8xb256-amp-coslr-300e_in1k/"
                 "vit-base-p16_ft-8xb128-coslr-100e_in1k/vit-base-p16_ft-8xb128-coslr-100e_in1k_20221128-0ca393e9.pth",
                 "0ca393e9",
@@ -121,14 +94,14 @@ MMPRETRAIN_RECORDS = (
         architecture="beit_base_patch16",
         num_classes=1000,
         label_set="imagenet-1k",
-        sources=(_openmmlab("mmclassification/v0/beit/beit-base_3rdparty_in1k_20221114-c0a4df23.pth", "c0a4df23"),),
+        sources=(openmmlab("mmclassification/v0/beit/beit-base_3rdparty_in1k_20221114-c0a4df23.pth", "c0a4df23"),),
         preprocessing=HALF_EVAL,
         params=BASE_PARAMS,
         gmacs=BASE_GMACS,
         license="apache-2.0",
         paper=BEIT_PAPER,
         metrics=(Metric("ImageNet-1k", 85.28, 97.59, "mmpretrain configs/beit/metafile.yml"),),
-        converted_from=f"{_UNILM_BLOB}/beit/beit_base_patch16_224_pt22k_ft22kto1k.pth",
+        converted_from=f"{UNILM_BLOB}/beit/beit_base_patch16_224_pt22k_ft22kto1k.pth",
         training_data=("ImageNet-21k", "ImageNet-1k"),
         aliases=("beit-base_3rdparty_in1k",),
         notes="Official BEiT (v1) weights re-packaged by OpenMMLab.",
@@ -146,7 +119,7 @@ def _official_record(
         architecture=f"beit_{size}_patch16",
         num_classes=num_classes,
         label_set="imagenet-21k" if in21k else "imagenet-1k",
-        sources=(_official(f"beitv2_{size}_patch16_224_{suffix}.pth"),),
+        sources=(official(f"beitv2_{size}_patch16_224_{suffix}.pth"),),
         preprocessing=IMAGENET_EVAL,
         params={(True, False): BASE_PARAMS, (True, True): BASE_21K_PARAMS,
                 (False, False): LARGE_PARAMS, (False, True): LARGE_21K_PARAMS}[(base, in21k)],
@@ -196,7 +169,7 @@ def _timm_record(size: str, tag: str, official_suffix: str, top1: float | None, 
         architecture=official.architecture,
         num_classes=official.num_classes,
         label_set=official.label_set,
-        sources=(_timm_hub(f"{arch}.{tag}"),),
+        sources=(timm_hub(f"{arch}.{tag}"),),
         preprocessing=TIMM_BASE_EVAL if size == "base" else TIMM_LARGE_EVAL,
         params=official.params,
         gmacs=official.gmacs,
@@ -237,6 +210,4 @@ TEST_RECORDS = (
     ),
 )
 
-ALL_RECORDS: tuple[WeightRecord, ...] = (
-    MMPRETRAIN_RECORDS + OFFICIAL_RECORDS + TIMM_RECORDS + PRETRAIN_RECORDS + REPRODUCTION_RECORDS + TEST_RECORDS
-)
+CLASSIFIER_RECORDS: tuple[WeightRecord, ...] = MMPRETRAIN_RECORDS + OFFICIAL_RECORDS + TIMM_RECORDS + TEST_RECORDS

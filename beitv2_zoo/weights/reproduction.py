@@ -7,7 +7,7 @@ Its file is package data (``package:`` source, see :mod:`beitv2_zoo.hub.packaged
 works with no network and no cache.
 """
 
-from .weight_record import Metric, Preprocessing, Source, WeightRecord
+from .schema import Metric, Preprocessing, Source, WeightRecord
 
 DIGITS_EVAL = Preprocessing(resize_size=32, crop_size=32, interpolation="bicubic", mean=(0.5, 0.5, 0.5),
                             std=(0.5, 0.5, 0.5))
@@ -22,7 +22,7 @@ REPRODUCTION_RECORDS = (
         label_set="digits",
         sources=(
             Source(
-                url="package:beitv2_zoo/weights_files/beitv2_tiny_patch4_32_digits.safetensors",
+                url="package:beitv2_zoo/weights/files/beitv2_tiny_patch4_32_digits.safetensors",
                 sha256="7f5adb2c4e02db9f44785681772941c63a41a453a1eb4558f8230f18d2a29620",
                 host="beitv2-zoo",
             ),

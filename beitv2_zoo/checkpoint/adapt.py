@@ -1,154 +1,21 @@
-"""Read a checkpoint file safely, detect its layout, adapt it to a model and load it strictly.
+"""Fit a canonical state dict to a model and load it strictly, with one readable report of what does not fit."""
 
-Three layouts are recognised automatically:
-
-* ``mmpretrain``: ``{'meta', 'state_dict': {'backbone.layers.0.ln1.weight', 'head.fc.weight', …}}``
-* ``official`` (microsoft/unilm): ``{'model' | 'module': {'blocks.0.norm1.weight', …, 'relative_position_index'}}``
-* ``timm``: a flat ``{'blocks.0.norm1.weight', …}`` in ``.safetensors`` or ``.pth``
-
-and converted to the canonical (official) key names by :mod:`beitv2_zoo.convert`. The same
-three families hold BEiT v2 pretraining models (mmpretrain ``backbone.mask_token`` /
-``neck.patch_aggregation`` / ``head.cls_head`` / ``target_generator``; official
-``cls_pt_layers`` / ``lm_head``) and VQ-KD tokenizers (``encoder.*`` + ``quantize.*``, with
-mmpretrain's ``encoder.layers`` or the official ``encoder.blocks``); those are converted by
-:mod:`beitv2_zoo.convert_pretrain`.
-"""
-
-import json
 import logging
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from .convert import StateDict, drop_index_buffers, mmpretrain_to_canonical
-from .convert_pretrain import (
-    is_mmpretrain_pretrain_state,
-    is_tokenizer_state,
-    mmpretrain_pretrain_to_canonical,
-    mmpretrain_vqkd_to_canonical,
-    official_vqkd_to_canonical,
-    tokenizer_layout,
-)
-from .errors import CheckpointError, CheckpointMismatchError
-from .layers import resize_rel_pos_bias_table
-from .safe_pickle import load_pickle_checkpoint
-from .safetensors_io import load_mmap, looks_like_safetensors, read_header
+from ..errors import CheckpointError, CheckpointMismatchError
+from ..layers import resize_rel_pos_bias_table
+from .keymaps import StateDict
+from .reading import Checkpoint
 
 logger = logging.getLogger(__name__)
 
-_WRAPPER_KEYS = ("state_dict", "model", "module")
-CANONICAL_FORMAT = "beitv2_zoo"
-"""``format`` metadata of safetensors files written by ``beitv2-zoo convert`` (:mod:`beitv2_zoo.convert_file`)."""
 _SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    """A checkpoint converted to canonical keys.
-
-    Attributes:
-        state_dict: canonical tensors.
-        layout: ``'mmpretrain'``, ``'official'``, ``'timm'`` or ``'canonical'`` (written by ``beitv2-zoo convert``).
-        path: the file it was read from.
-        classes: class names stored in the file (mmpretrain ``meta.dataset_meta``), if any.
-        metadata: string metadata of a safetensors file.
-    """
-
-    state_dict: StateDict
-    layout: str
-    path: Path
-    classes: tuple[str, ...] | None = None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """Read ``path`` (``.safetensors`` or a PyTorch pickle) without executing anything from it."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist")
-    if _is_safetensors(path):
-        raw, metadata = _read_safetensors(path)
-    else:
-        raw, metadata = load_pickle_checkpoint(path), {}
-    state_dict, layout = split_layout(raw, path)
-    if metadata.get("format") == CANONICAL_FORMAT:
-        layout = "canonical"
-    classes = _classes_from_meta(raw) or _classes_from_metadata(metadata)
-    return Checkpoint(state_dict, layout, path, classes, metadata)
-
-
-def _is_safetensors(path: Path) -> bool:
-    return path.suffix == ".safetensors" or looks_like_safetensors(path)
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The tensors (views on a private memory mapping of the file: loading them into a model
-    built on the ``meta`` device with ``assign=True`` copies nothing) and the string metadata."""
-    try:
-        return load_mmap(path), read_header(path).metadata
-    except CheckpointError:
-        raise
-    except (OSError, RuntimeError, ValueError) as error:
-        raise CheckpointError(f"{path}: cannot read the safetensors file ({error}); it is probably truncated") from None
-
-
-def _classes_from_metadata(metadata: dict[str, str]) -> tuple[str, ...] | None:
-    """Class names stored by ``beitv2-zoo convert`` as a JSON list under ``classes``."""
-    try:
-        classes = json.loads(metadata.get("classes", "null"))
-    except json.JSONDecodeError:
-        return None
-    if isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes):
-        return tuple(classes)
-    return None
-
-
-def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, str]:
-    """Unwrap a loaded checkpoint object and convert it to canonical keys.
-
-    Returns:
-        ``(canonical state dict, layout name)``.
-    """
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(raw).__name__}")
-    tensors = raw
-    for wrapper in _WRAPPER_KEYS:
-        if isinstance(raw.get(wrapper), dict):
-            tensors = raw[wrapper]
-            break
-    tensors = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
-    if not tensors:
-        raise CheckpointError(f"{path}: holds no tensors (top-level keys: {sorted(map(str, raw))[:10]})")
-    if all(k.startswith("module.") for k in tensors):
-        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
-    if any(k.startswith("backbone.") for k in tensors):
-        if is_mmpretrain_pretrain_state(tensors):
-            return mmpretrain_pretrain_to_canonical(tensors), "mmpretrain"
-        return mmpretrain_to_canonical(tensors), "mmpretrain"
-    if is_tokenizer_state(tensors):
-        if tokenizer_layout(tensors) == "mmpretrain":
-            return mmpretrain_vqkd_to_canonical(tensors), "mmpretrain"
-        return official_vqkd_to_canonical(tensors), "official"
-    layout = "official" if any(k.endswith("relative_position_index") for k in tensors) else "timm"
-    return drop_index_buffers(tensors), layout
-
-
-def _classes_from_meta(raw: Any) -> tuple[str, ...] | None:
-    meta = raw.get("meta") if isinstance(raw, dict) else None
-    if not isinstance(meta, dict):
-        return None
-    dataset_meta = meta.get("dataset_meta")
-    classes = dataset_meta.get("classes") if isinstance(dataset_meta, dict) else meta.get("CLASSES")
-    if isinstance(classes, (list, tuple)) and all(isinstance(c, str) for c in classes):
-        return tuple(classes)
-    return None
-
-
-# ---------------------------------------------------------------- adaptation
 def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict, list[str]]:
     """Fit a canonical state dict to ``model``'s configuration.
 
@@ -288,13 +155,22 @@ def load_state_dict_strict(
     return left_out
 
 
+REPORT_LINES = 30
+"""Keys shown per kind in a mismatch report; the rest are counted."""
+
+
 def _mismatch_report(source: str, missing: list[str], unexpected: list[str], misshapen: list[str]) -> str:
-    lines = [f"{source} does not fit this model; is it a checkpoint for another architecture or model name?"]
-    for title, keys in (("missing from the checkpoint", missing), ("unexpected in the checkpoint", unexpected)):
+    """Counts first, then at most :data:`REPORT_LINES` (folded) keys per kind: readable for any number of keys."""
+    counts = ", ".join(f"{len(keys)} {title}" for title, keys in (
+        ("missing", missing), ("unexpected", unexpected), ("with the wrong shape", misshapen)) if keys)
+    lines = [f"{source} does not fit this model ({counts}); is it a checkpoint for another architecture or model name?"]
+    for title, keys in (("missing from the checkpoint", compress_block_keys(missing)),
+                        ("unexpected in the checkpoint", compress_block_keys(unexpected)),
+                        ("with the wrong shape", misshapen)):
         if keys:
-            lines.append(f"{len(keys)} {title}:\n  " + "\n  ".join(compress_block_keys(keys)))
-    if misshapen:
-        lines.append(f"{len(misshapen)} with the wrong shape:\n  " + "\n  ".join(misshapen))
+            shown = keys[:REPORT_LINES]
+            more = f"\n  … and {len(keys) - len(shown)} more" if len(keys) > len(shown) else ""
+            lines.append(f"{title}:\n  " + "\n  ".join(shown) + more)
     return "\n".join(lines)
 
 
@@ -321,3 +197,50 @@ def _ranges(indices: list[int]) -> str:
             spans.append(f"{start}-{previous}" if previous > start else f"{start}")
             start = current
     return "{" + ",".join(spans) + "}"
+
+
+def load_weights(model: nn.Module, checkpoint: Checkpoint, dtype: torch.dtype | None = None) -> list[str]:
+    """Load a read checkpoint into ``model`` strictly; a head left out (a size the model does not
+    have) starts fresh through ``model.reset_classifier``.
+
+    Args:
+        model: built normally, or on the ``meta`` device (the checkpoint's tensors then become
+            its parameters, with ``assign=True``).
+        checkpoint: from :func:`~beitv2_zoo.checkpoint.read_checkpoint`.
+        dtype: the floating dtype the parameters must have (``None``: keep the file's when it
+            is uniform, else float32). Tensors in another floating dtype are converted, with a log line.
+
+    Returns:
+        The model keys left at their fresh values.
+
+    Raises:
+        CheckpointMismatchError: keys or shapes that do not fit (one readable report).
+        CheckpointError: non-finite values, naming the tensors.
+    """
+    state = cast_floating(checkpoint.state_dict, dtype, str(checkpoint.path))
+    check_finite(state, str(checkpoint.path))
+    assign = any(p.is_meta for p in model.parameters())
+    left_out = load_state_dict_strict(model, state, source=str(checkpoint.path), assign=assign)
+    if left_out and hasattr(model, "reset_classifier"):
+        model.reset_classifier(model.num_classes)  # a new head, with storage even when the rest was built on meta
+    return left_out
+
+
+def cast_floating(state_dict: StateDict, dtype: torch.dtype | None, source: str = "checkpoint") -> StateDict:
+    """Floating tensors in ``dtype`` (``None``: float32 when the file mixes or is not float32/…; kept when uniform)."""
+    found = {v.dtype for v in state_dict.values() if v.is_floating_point()}
+    target = dtype or (next(iter(found)) if len(found) == 1 else torch.float32)
+    if found <= {target}:
+        return state_dict
+    logger.info("%s stores %s weights; converting them to %s", source,
+                "/".join(sorted(str(d).replace("torch.", "") for d in found)), str(target).replace("torch.", ""))
+    return {k: v.to(target) if v.is_floating_point() else v for k, v in state_dict.items()}
+
+
+def check_finite(state_dict: StateDict, source: str = "checkpoint") -> None:
+    """Raise :class:`CheckpointError` naming every tensor that holds NaN or infinity."""
+    bad = [k for k, v in state_dict.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        shown = ", ".join(bad[:REPORT_LINES]) + (f" … and {len(bad) - REPORT_LINES} more" if len(bad) > REPORT_LINES else "")
+        raise CheckpointError(f"{source}: {len(bad)} tensor(s) hold NaN or infinite values ({shown}); "
+                              "the file is damaged or the training diverged")

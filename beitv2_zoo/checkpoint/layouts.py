@@ -1,0 +1,53 @@
+"""Recognise a loaded checkpoint object's layout and convert it to canonical keys.
+
+Wrappers (``state_dict``, ``model``, ``module``) and a DDP ``module.`` prefix are removed;
+the key maps themselves are pure functions in :mod:`.keymaps` and :mod:`.keymaps_pretrain`.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from .keymaps import StateDict, drop_index_buffers, mmpretrain_to_canonical
+from .keymaps_pretrain import (
+    is_mmpretrain_pretrain_state,
+    is_tokenizer_state,
+    mmpretrain_pretrain_to_canonical,
+    mmpretrain_vqkd_to_canonical,
+    official_vqkd_to_canonical,
+    tokenizer_layout,
+)
+
+_WRAPPER_KEYS = ("state_dict", "model", "module")
+
+
+def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, str]:
+    """Unwrap a loaded checkpoint object and convert it to canonical keys.
+
+    Returns:
+        ``(canonical state dict, layout name)``.
+    """
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, found a {type(raw).__name__}")
+    tensors = raw
+    for wrapper in _WRAPPER_KEYS:
+        if isinstance(raw.get(wrapper), dict):
+            tensors = raw[wrapper]
+            break
+    tensors = {k: v for k, v in tensors.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError(f"{path}: holds no tensors (top-level keys: {sorted(map(str, raw))[:10]})")
+    if all(k.startswith("module.") for k in tensors):
+        tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    if any(k.startswith("backbone.") for k in tensors):
+        if is_mmpretrain_pretrain_state(tensors):
+            return mmpretrain_pretrain_to_canonical(tensors), "mmpretrain"
+        return mmpretrain_to_canonical(tensors), "mmpretrain"
+    if is_tokenizer_state(tensors):
+        if tokenizer_layout(tensors) == "mmpretrain":
+            return mmpretrain_vqkd_to_canonical(tensors), "mmpretrain"
+        return official_vqkd_to_canonical(tensors), "official"
+    layout = "official" if any(k.endswith("relative_position_index") for k in tensors) else "timm"
+    return drop_index_buffers(tensors), layout

@@ -1,0 +1,71 @@
+"""The ``train`` and ``test`` commands' parsers and handlers (``beitv2-zoo train|test`` and ``python -m beitv2_zoo.train``).
+
+Both run as-is on one CPU/GPU and under ``torchrun`` (``torchrun --nproc_per_node=8 -m beitv2_zoo
+train RECIPE --data DIR``). The training code (:mod:`beitv2_zoo.train`) is imported only
+inside the handlers, so that ``beitv2-zoo --help`` starts without torch. ``train`` takes ``key=value`` recipe overrides anywhere on its command
+line, so its own arguments are parsed by :func:`train_parser` (argparse's intermixed mode).
+"""
+
+import argparse
+from pathlib import Path
+
+EPILOG = """examples:
+  beitv2-zoo train --list
+  beitv2-zoo train beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k --data data/imagenet
+  beitv2-zoo train beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k --data data/imagenet batch_size=128 accum_steps=2 --resume
+  torchrun --nproc_per_node=8 -m beitv2_zoo train RECIPE --data data/imagenet --work-dir work_dirs/run1
+"""
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """The full argument parser of ``beitv2-zoo train`` (used with ``parse_intermixed_args``)."""
+    parser = argparse.ArgumentParser(
+        prog="beitv2-zoo train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Train a recipe (VQ-KD tokenizer, MIM pretraining, fine-tuning or linear probing) on one "
+                    "process or under torchrun; key=value arguments override recipe fields.")
+    parser.add_argument("recipe", nargs="?", help="a recipe name (see --list), or a run folder / recipe.json to reuse")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=1e-3 batch_size=64")
+    parser.add_argument("--data", help="data root: DIR/train and DIR/val ImageFolders (or the recipe's ann_file lists)")
+    parser.add_argument("--work-dir", type=Path, help="output folder (default work_dirs/RECIPE)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint in the work folder (fresh start if none)")
+    parser.add_argument("--resume-from", type=Path, help="continue from this checkpoint folder")
+    parser.add_argument("--stop-at", type=int, default=0, metavar="STEP",
+                        help="stop with a checkpoint after this optimizer step (continue later with --resume)")
+    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (JSON log lines still go to stderr)")
+    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    return parser
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    # '+' as prefix: every token (options included) reaches the handler, which parses them intermixed.
+    train = commands.add_parser("train", help="train a recipe (beitv2-zoo train --help)", add_help=False, prefix_chars="+")
+    train.add_argument("argv", nargs=argparse.REMAINDER)
+    train.set_defaults(handler=run_train)
+
+    test = commands.add_parser("test", help="top-1/top-5 and per-class accuracy of a model on an image folder, as JSON")
+    test.add_argument("target", help="a registered model name, a recipe name (with --weights), or a training run folder")
+    test.add_argument("--data", required=True, help="data root (DIR/SPLIT, or DIR itself, as an ImageFolder)")
+    test.add_argument("--weights", help="local file, run folder, https:// URL or hf-hub: spec (default: the model's own)")
+    test.add_argument("--split", default="val", help="sub-folder of --data to evaluate (default val; DIR itself if absent)")
+    test.add_argument("--ann-file", default="", help="mmpretrain list file relative to --data, instead of folders")
+    test.add_argument("--batch-size", type=int, default=64)
+    test.add_argument("--workers", type=int, default=4)
+    test.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    test.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    test.add_argument("--out", type=Path, help="write the JSON report here (default: print it)")
+    test.set_defaults(handler=run_test)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    options = train_parser().parse_intermixed_args(args.argv)
+    from .main import train_command
+
+    return train_command(options)
+
+
+def run_test(args: argparse.Namespace) -> int:
+    from .main import test_command
+
+    return test_command(args)

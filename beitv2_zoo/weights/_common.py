@@ -1,0 +1,38 @@
+"""Constants the weight tables share, each written once: hosts, papers, evaluation presets, source helpers."""
+
+from .schema import Preprocessing, Source
+
+BEIT_V2_PAPER = "https://arxiv.org/abs/2208.06366"
+BEIT_PAPER = "https://arxiv.org/abs/2106.08254"
+
+OPENMMLAB = "https://download.openmmlab.com"
+OFFICIAL = "https://github.com/addf400/files/releases/download/BEiT-v2"
+UNILM_BLOB = "https://conversationhub.blob.core.windows.net/beit-share-public"
+OFFICIAL_README = "microsoft/unilm beit2/README.md"
+
+IMAGENET_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+"""Short edge 256 (bicubic, truncated), centre crop 224, ImageNet mean/std: mmpretrain's BEiT v2 test pipeline,
+the official evaluation, and a pretraining model's own view of its input."""
+HALF_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+"""As :data:`IMAGENET_EVAL` with mean = std = 127.5 / 255: mmpretrain's BEiT v1 models."""
+TIMM_BASE_EVAL = Preprocessing(resize_size=248, crop_size=224, crop_pct=0.9)
+"""timm ``crop_pct=0.9``: short edge ``floor(224 / 0.9) = 248``, centre crop 224."""
+TIMM_LARGE_EVAL = Preprocessing(resize_size=235, crop_size=224, crop_pct=0.95)
+"""timm ``crop_pct=0.95``: short edge ``floor(224 / 0.95) = 235``, centre crop 224."""
+TOKENIZER_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+"""Pixels in [0, 1] (``VQKD.encode`` maps them to [-1, 1] itself); the official VQ-KD validation resize/crop."""
+
+
+def official(file: str, prefix: str | None = None) -> Source:
+    """A file of the official BEiT v2 GitHub release; ``prefix`` is the sha256 prefix in its name, if any."""
+    return Source(url=f"{OFFICIAL}/{file}", sha256_prefix=prefix, host="official")
+
+
+def openmmlab(path: str, prefix: str | None = None) -> Source:
+    """A file under download.openmmlab.com; ``prefix`` is the sha256 prefix in its name."""
+    return Source(url=f"{OPENMMLAB}/{path}", sha256_prefix=prefix, host="openmmlab")
+
+
+def timm_hub(tag: str) -> Source:
+    """timm's Hugging Face Hub copy ``timm/<tag>``."""
+    return Source(hf_repo=f"timm/{tag}", hf_filename="model.safetensors", host="hf-hub")
