@@ -125,7 +125,8 @@ def weights_file(spec: WeightSpec, record: WeightRecord | None = None,
     elif not path.exists() and isinstance(spec, str) and is_model(text):
         return _record_weights(get_record(text), options)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint file {path} does not exist")
+        raise CheckpointError(f"{spec} is neither a checkpoint file nor a registered name: the file {path} does not "
+                              "exist (`beitv2-zoo list` shows the names)")
     return LocalWeights(path, path.name, owned=_is_owned(path))
 
 

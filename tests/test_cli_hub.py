@@ -157,7 +157,7 @@ def test_cache_list_verify_and_clean(served_record, isolated_cache, capsys):
     assert main(["download", record.name]) == 0
     folder = isolated_cache / "checkpoints"
     (folder / f"{name}.tmp-0000abcd.incomplete").write_bytes(b"half")
-    (folder / f"other-{'0' * 8}.pth").write_bytes(b"not the file its name promises")
+    (folder / f"other_20240101-{'0' * 8}.pth").write_bytes(b"not the file its name promises")
     capsys.readouterr()
 
     assert main(["cache", "list"]) == 0
@@ -167,11 +167,11 @@ def test_cache_list_verify_and_clean(served_record, isolated_cache, capsys):
     assert main(["cache", "verify"]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("OK") and name in line for line in lines)
-    assert any(line.startswith("BAD") and "other-00000000.pth" in line for line in lines)
+    assert any(line.startswith("BAD") and "other_20240101-00000000.pth" in line for line in lines)
     assert any(line.startswith("PARTIAL") for line in lines)
 
     assert main(["cache", "clean"]) == 0
     assert "removed" in capsys.readouterr().out
-    assert sorted(e.path.name for e in list_cache()) == sorted([name, f"other-{'0' * 8}.pth"])
+    assert sorted(e.path.name for e in list_cache()) == sorted([name, f"other_20240101-{'0' * 8}.pth"])
     assert main(["cache", "clean", "--all"]) == 0
     assert list_cache() == []

@@ -242,15 +242,13 @@ def test_a_failing_writer_falls_back_to_the_pth(mm, monkeypatch, caplog):
     def full_disk(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    import beitv2_zoo.checkpoint.aligned as writer
-
-    real_save = writer.save_aligned
-    monkeypatch.setattr(writer, "save_aligned", full_disk)
-    with caplog.at_level(logging.WARNING, logger="beitv2_zoo.hub"):
+    real_save = cache_copy.save_aligned
+    monkeypatch.setattr(cache_copy, "save_aligned", full_disk)
+    with caplog.at_level(logging.WARNING, logger="beitv2_zoo"):
         model = mm.load()
     assert "could not keep a safetensors copy" in caplog.text and "no space left" in caplog.text
     assert sorted(p.name for p in mm.pth.parent.iterdir()) == [mm.file]
-    monkeypatch.setattr(writer, "save_aligned", real_save)
+    monkeypatch.setattr(cache_copy, "save_aligned", real_save)
     assert_identical(model, mm.load(safetensors_copy=False))
     mm.load()  # the next load, with room again, makes the copy
     assert copies.inspect_copy(mm.pth).usable

@@ -43,8 +43,8 @@ def test_package_data_is_installed():
 
     files = resources.files("beitv2_zoo")
     assert files.joinpath("py.typed").is_file()
-    assert files.joinpath("labels", "imagenet1k.txt").is_file()
-    assert files.joinpath("labels", "imagenet21k.tsv").is_file()
+    assert files.joinpath("weights", "labels", "imagenet1k.txt").is_file()
+    assert files.joinpath("weights", "labels", "imagenet21k.tsv").is_file()
 
 
 def test_loading_and_predicting_leave_torch_compiler_machinery_unimported():

@@ -36,10 +36,10 @@ def test_digits_classifier_runs_offline_from_the_package(no_network, isolated_ca
 
 
 def test_packaged_sources_are_hash_checked(tmp_path):
-    labels = "package:beitv2_zoo/labels/imagenet1k.txt"
+    labels = "package:beitv2_zoo/weights/labels/imagenet1k.txt"
     import importlib.resources as resources
 
-    actual = sha256_of(Path(str(resources.files("beitv2_zoo").joinpath("labels/imagenet1k.txt"))))
+    actual = sha256_of(Path(str(resources.files("beitv2_zoo").joinpath("weights/labels/imagenet1k.txt"))))
     assert fetch_source(Source(url=labels, sha256=actual, host="package"), cache_dir=tmp_path).name == "imagenet1k.txt"
     with pytest.raises(HashMismatchError, match="reinstall"):
         fetch_source(Source(url=labels, sha256="0" * 64, host="package"), cache_dir=tmp_path)
