@@ -65,6 +65,32 @@ def _globals_listed_in_zip(path: Path) -> list[str]:
         return []
 
 
+MAX_EXPANSION = 4
+"""A zip checkpoint may declare at most this many times its own size (plus :data:`EXPANSION_SLACK`) in
+uncompressed members. ``torch.save`` stores members uncompressed (ratio 1), so only a crafted
+file comes near: one 6 MB file declared 6 GiB of deflated zeros."""
+EXPANSION_SLACK = 16 << 20
+
+
+def check_declared_sizes(path: Path) -> None:
+    """Refuse a zip checkpoint whose members declare far more bytes than the file holds, before
+    anything is decompressed (the declared sizes are read from the zip's central directory).
+
+    Raises:
+        CheckpointError: naming the declared and actual sizes.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(item.file_size for item in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a readable zip: torch.load reports it
+    actual = path.stat().st_size
+    if declared > MAX_EXPANSION * actual + EXPANSION_SLACK:
+        raise CheckpointError(f"{path}: its zip members declare {declared:,} bytes uncompressed in a {actual:,}-byte "
+                              "file; a PyTorch checkpoint stores its tensors uncompressed, so this is not one "
+                              "(refused before decompressing anything)")
+
+
 def load_pickle_checkpoint(path: Path) -> Any:
     """Load a ``.pth``/``.bin`` pickle with ``weights_only=True``, stubbing inert foreign classes.
 
@@ -72,6 +98,8 @@ def load_pickle_checkpoint(path: Path) -> Any:
         UnsafeCheckpointError: the pickle references code-running globals; nothing ran.
         CheckpointError: the file is truncated, corrupt, or not a PyTorch checkpoint.
     """
+    if zipfile.is_zipfile(path):
+        check_declared_sizes(path)
     stubs = [_make_stub(name) for name in _globals_listed_in_zip(path)]
     for _ in range(_MAX_STUBS):
         try:

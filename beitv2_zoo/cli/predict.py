@@ -34,6 +34,7 @@ def run_predict(args: argparse.Namespace) -> int:
         print("error: no images found in the given folders", file=sys.stderr)
         return 1
     model = get_model(args.model, pretrained=args.weights or True, device=args.device)
+    _say_which_head(args, model)
     predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size,
                                   num_workers=args.workers, on_error="skip" if len(images) > 1 else "raise")
     if args.show:
@@ -53,6 +54,15 @@ def run_predict(args: argparse.Namespace) -> int:
     if skipped:
         print(f"skipped {skipped} unreadable image(s) of {len(images)}", file=sys.stderr)
     return 0 if skipped < len(images) else 1
+
+
+def _say_which_head(args: argparse.Namespace, model) -> None:
+    """One line on stderr when ``--weights`` brought a head of its own (its classes, not the model's)."""
+    record = model.weights_info
+    if args.weights and record is not None and model.num_classes != record.num_classes:
+        labels = "its class names" if model.class_names else "label indices (the file names no classes)"
+        print(f"note: {args.weights} has a {model.num_classes}-class head: showing {labels}, not the "
+              f"{record.num_classes} classes of {args.model}", file=sys.stderr)
 
 
 def _draw_predictions(images: list[Path], predictions: list[dict], out: Path, model_name: str) -> None:

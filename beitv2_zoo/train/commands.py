@@ -7,6 +7,8 @@ line, so its own arguments are parsed by :func:`train_parser` (argparse's interm
 """
 
 import argparse
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 EPILOG = """examples:
@@ -69,3 +71,18 @@ def run_test(args: argparse.Namespace) -> int:
     from .main import test_command
 
     return test_command(args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m beitv2_zoo.train {train,test} ...``."""
+    from ..errors import BeitZooError
+
+    parser = argparse.ArgumentParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    register(commands)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except BeitZooError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1

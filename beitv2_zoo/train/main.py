@@ -1,15 +1,10 @@
-"""Command handlers of ``beitv2-zoo train`` / ``beitv2-zoo test``, and ``python -m beitv2_zoo.train``.
-
-``python -m beitv2_zoo.train train RECIPE ...`` and ``python -m beitv2_zoo.train test ...`` take
-exactly the arguments of ``beitv2-zoo train`` / ``beitv2-zoo test``.
-"""
+"""Command handlers of ``beitv2-zoo train`` / ``beitv2-zoo test`` (their parsers are in :mod:`.commands`)."""
 
 import argparse
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -65,19 +60,3 @@ def test_command(args: argparse.Namespace) -> int:
         else:
             print(f"top-1 {report['top1']:.2f}  top-5 {report['top5']:.2f}  ({report['num_images']} images) -> {args.out}")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m beitv2_zoo.train {train,test} ...``."""
-    from .commands import register
-    from ..errors import BeitZooError
-
-    parser = argparse.ArgumentParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    register(commands)
-    args = parser.parse_args(argv)
-    try:
-        return args.handler(args)
-    except BeitZooError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1

@@ -8,44 +8,22 @@ stated; the script default is 5 epochs from 0. mmpretrain has no large BEiT v2 f
 config. On 32 GB GPUs run ``batch_size=64 accum_steps=2`` for the official global batch.
 """
 
-from ..config import FinetuneRecipe
+import dataclasses
 
-RECIPE = FinetuneRecipe(
+from .beit_base_p16_beitv2_pre_8xb128_coslr_100e_in1k import RECIPE as BASE_FINETUNE
+
+RECIPE = dataclasses.replace(
+    BASE_FINETUNE,
     name="beit-large-p16_beitv2-pre_8xb128-coslr-50e_in1k",
     model="beit_large_patch16",
-    img_size=224,
     pretrained="beitv2_large_patch16_224_pt1k",
-    num_classes=1000,
-    global_pool="avg",
     init_values=1e-5,
     drop_path_rate=0.2,
-    label_smoothing=0.1,
-    mixup=0.8,
-    cutmix=1.0,
-    mixup_prob=1.0,
-    mixup_switch_prob=0.5,
-    randaug_num_ops=2,
-    randaug_magnitude=9.0,
-    randaug_magnitude_std=0.5,
-    random_erasing=0.25,
-    crop_scale=(0.08, 1.0),
-    eval_resize=256,
     epochs=50,
     warmup_epochs=5,
-    batch_size=128,
-    base_batch_size=1024,
     lr=2e-4,
-    min_lr=1e-6,
     warmup_start_factor=0.0,
-    weight_decay=0.05,
-    betas=(0.9, 0.999),
-    eps=1e-8,
     layer_decay=0.8,
-    clip_grad=0.0,
     amp="bf16",
     num_workers=8,
-    save_interval=1250,
-    keep_last=2,
-    eval_interval=1250,
-    seed=0,
 )

@@ -9,36 +9,11 @@ recipe's docstring apply here too (the official runs use ``tokenizer=vqkd_encode
 mmpretrain its copy ``vqkd_encoder``).
 """
 
-from ..config import MIMRecipe
+import dataclasses
 
-RECIPE = MIMRecipe(
-    name="beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k",
-    model="beitv2_mim_base_patch16",
-    img_size=224,
-    tokenizer="vqkd_encoder",
-    early_layers=9,
-    head_layers=2,
-    init_values=0.1,
-    drop_path_rate=0.1,
-    num_mask_patches=75,
-    min_mask_patches=16,
-    max_mask_patches=75,
-    crop_scale=(0.2, 1.0),
-    color_jitter=0.4,
-    epochs=1600,
-    warmup_epochs=10,
-    batch_size=256,
-    base_batch_size=2048,
-    lr=1.5e-3,
-    min_lr=1e-5,
-    warmup_start_factor=1e-4,
-    weight_decay=0.05,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    clip_grad=3.0,
-    amp="fp16",
-    num_workers=8,
-    save_interval=625,
-    keep_last=3,
-    seed=0,
-)
+from .beitv2_beit_base_p16_8xb256_amp_coslr_300e_in1k import RECIPE as RECIPE_300E
+
+LONG_SCHEDULE = dict(epochs=1600, drop_path_rate=0.1, betas=(0.9, 0.999))
+"""What the 1600-epoch schedule changes in a 300-epoch MIM recipe (base and large alike)."""
+
+RECIPE = dataclasses.replace(RECIPE_300E, name="beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k", **LONG_SCHEDULE)

@@ -8,37 +8,9 @@ decay 0.05, cosine to 1e-5). mmpretrain has no large BEiT v2 config. The tokeniz
 same ViT-B/16 VQ-KD as for base.
 """
 
-from ..config import MIMRecipe
+import dataclasses
 
-RECIPE = MIMRecipe(
-    name="beitv2_beit-large-p16_64xb32-amp-coslr-1600e_in1k",
-    model="beitv2_mim_large_patch16",
-    img_size=224,
-    tokenizer="vqkd_encoder_base_decoder_3x768x12_clip",
-    early_layers=21,
-    head_layers=2,
-    init_values=1e-5,
-    drop_path_rate=0.1,
-    num_mask_patches=75,
-    min_mask_patches=16,
-    max_mask_patches=75,
-    crop_scale=(0.2, 1.0),
-    color_jitter=0.4,
-    epochs=1600,
-    warmup_epochs=10,
-    batch_size=32,
-    base_batch_size=2048,
-    lr=1.5e-3,
-    min_lr=1e-5,
-    warmup_start_factor=0.0,
-    weight_decay=0.05,
-    betas=(0.9, 0.999),
-    eps=1e-8,
-    clip_grad=3.0,
-    amp="fp16",
-    grad_checkpointing=False,
-    num_workers=8,
-    save_interval=625,
-    keep_last=3,
-    seed=0,
-)
+from .beitv2_beit_base_p16_8xb256_amp_coslr_1600e_in1k import LONG_SCHEDULE
+from .beitv2_beit_large_p16_64xb32_amp_coslr_300e_in1k import RECIPE as LARGE_300E
+
+RECIPE = dataclasses.replace(LARGE_300E, name="beitv2_beit-large-p16_64xb32-amp-coslr-1600e_in1k", **LONG_SCHEDULE)

@@ -3,7 +3,7 @@ digits: frozen backbone, the CLS token after the final norm, one linear head; th
 ``run_linear_eval.py`` optimizer (AdamW, weight decay 1e-4, cosine to 0, no warmup) with
 RandomResizedCrop + flip, at a higher lr for the short schedule."""
 
-from ..config import LinearProbeRecipe
+from beitv2_zoo.train.config import LinearProbeRecipe
 
 RECIPE = LinearProbeRecipe(
     name="tiny-p4_digits_linear-probe",

@@ -4,7 +4,7 @@ is overridden with that run). 26 of 64 patches (40 %, as 75/196) masked in block
 4; patch aggregation after block 3 of 4 with 2 blocks; otherwise the 300-epoch base recipe's
 optimizer (AdamW betas 0.9/0.98, weight decay 0.05, clipping 3.0, warmup then cosine)."""
 
-from ..config import MIMRecipe
+from beitv2_zoo.train.config import MIMRecipe
 
 RECIPE = MIMRecipe(
     name="tiny-p4_digits_mim",

@@ -1,10 +1,10 @@
-"""A seconds-long linear-probing run for tests: a frozen ``test_tiny_finetune``-shaped backbone
+"""A seconds-long linear-probing run for tests: a frozen ``tiny_finetune``-shaped backbone
 (CLS token after the final norm) and a 4-class linear head."""
 
-from ..config import LinearProbeRecipe
+from beitv2_zoo.train.config import LinearProbeRecipe
 
 RECIPE = LinearProbeRecipe(
-    name="test_tiny_linear_probe",
+    name="tiny_linear_probe",
     model="test_beit_tiny",
     img_size=32,
     patch_size=8,

@@ -2,10 +2,10 @@
 32-wide 2-block encoder, 32 codes of width 8, and a fixed random-feature teacher (the
 registered ``test_beit_tiny`` with random weights). Not a reproduction of anything."""
 
-from ..config import VQKDRecipe
+from beitv2_zoo.train.config import VQKDRecipe
 
 RECIPE = VQKDRecipe(
-    name="test_tiny_vqkd",
+    name="tiny_vqkd",
     model="test_vqkd_tiny",
     img_size=32,
     patch_size=8,

@@ -7,7 +7,7 @@ Architecture (shared by every tiny reproduction recipe): 32-pixel images, 4-pixe
 (8 × 8 tokens), width 64, 4 blocks, 2 heads, per-block relative position bias, layer scale 0.1.
 """
 
-from ..config import FinetuneRecipe
+from beitv2_zoo.train.config import FinetuneRecipe
 
 RECIPE = FinetuneRecipe(
     name="tiny-p4_digits_teacher",

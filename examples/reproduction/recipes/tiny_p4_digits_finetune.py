@@ -13,7 +13,7 @@ recipe's optimisation (AdamW, drop path 0.1, label smoothing 0.1, warmup then co
 * no horizontal flips: digits are not mirror-symmetric.
 """
 
-from ..config import FinetuneRecipe
+from beitv2_zoo.train.config import FinetuneRecipe
 
 RECIPE = FinetuneRecipe(
     name="tiny-p4_digits_finetune",

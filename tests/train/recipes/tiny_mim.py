@@ -1,11 +1,11 @@
 """A seconds-long BEiT v2 MIM run for tests: 32-pixel images, 8-pixel patches (16 patches, 6
 masked in blocks of at least 2), a 32-wide 3-block student with patch aggregation after block
-2; ``tokenizer`` is meant to be overridden with a ``test_tiny_vqkd`` run folder."""
+2; ``tokenizer`` is meant to be overridden with a ``tiny_vqkd`` run folder."""
 
-from ..config import MIMRecipe
+from beitv2_zoo.train.config import MIMRecipe
 
 RECIPE = MIMRecipe(
-    name="test_tiny_mim",
+    name="tiny_mim",
     model="test_beitv2_mim_tiny",
     img_size=32,
     patch_size=8,

@@ -7,7 +7,7 @@ Codes unused for a whole epoch are re-seeded (``dead_code_restart``, not in the 
 without it, pilots left 16 of 128 codes unused (87.5 % usage on held-out images), and 11 of 64 with
 seed 1 (82.8 %, against 95.3 % with seed 0)."""
 
-from ..config import VQKDRecipe
+from beitv2_zoo.train.config import VQKDRecipe
 
 RECIPE = VQKDRecipe(
     name="tiny-p4_digits_vqkd",

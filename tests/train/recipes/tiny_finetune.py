@@ -1,11 +1,11 @@
-"""A seconds-long fine-tuning run for tests: the ``test_tiny_mim`` student's shape as a
+"""A seconds-long fine-tuning run for tests: the ``tiny_mim`` student's shape as a
 classifier (32-pixel images, 8-pixel patches, 32 wide, 3 blocks), 4 classes, layer decay
 0.75, RandAugment and erasing on, Mixup/CutMix off (so that "the loss drops" is a fair test)."""
 
-from ..config import FinetuneRecipe
+from beitv2_zoo.train.config import FinetuneRecipe
 
 RECIPE = FinetuneRecipe(
-    name="test_tiny_finetune",
+    name="tiny_finetune",
     model="test_beit_tiny",
     img_size=32,
     patch_size=8,
