@@ -1,10 +1,23 @@
-"""Shared fixtures: an isolated cache, real photos, and tiny checkpoints in every layout."""
+"""Shared fixtures: an isolated cache, real photos, and tiny checkpoints in every layout.
 
-from pathlib import Path
+The suite runs torch on ONE thread, here and in every subprocess a test starts (they inherit
+``OMP_NUM_THREADS``): on a 2-core machine, torch's two OpenMP threads collapse as soon as
+anything else runs (a tiny model's forward went from 196 to 3.4 images/s), and the tests'
+models are too small to gain from a second thread. ``BEITV2_ZOO_TEST_THREADS=N`` overrides it.
+"""
 
-import numpy as np
-import pytest
-import torch
+import os
+
+os.environ["OMP_NUM_THREADS"] = os.environ.get("BEITV2_ZOO_TEST_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE_IMAGE = REPO / "examples" / "images" / "chelsea.jpg"

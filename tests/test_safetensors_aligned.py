@@ -1,4 +1,4 @@
-"""``safetensors_aligned.save_aligned``: every tensor 64-byte aligned, a valid file for any reader."""
+"""``checkpoint.aligned.save_aligned``: every tensor 64-byte aligned, a valid file for any reader."""
 
 import hashlib
 

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_TOKENIZER = "vqkd_encoder_base_decoder_3x768x12_clip"
+from ..weights.pretraining import DEFAULT_TOKENIZER
 
 
 def register(commands: argparse._SubParsersAction) -> None:

@@ -1,11 +1,14 @@
 """Download, verify and cache checkpoint files.
 
 Where files go
-    ``<cache>/checkpoints/<file name>``. ``<cache>`` is the ``cache_dir=`` argument, else
+    ``<cache>/checkpoints/<file name>`` for a registered file (its published name), and
+    ``<cache>/checkpoints/url-<sha256(url)[:16]>--<file name>`` for any other URL, so two sources
+    never share an entry (:func:`cached_file`). ``<cache>`` is the ``cache_dir=`` argument, else
     ``$BEITV2_ZOO_CACHE``, else ``$XDG_CACHE_HOME/beitv2_zoo``, else ``~/.cache/beitv2_zoo``.
     Hugging Face Hub files stay in huggingface_hub's own cache (``HF_HUB_CACHE``).
 
-Settings, read at every call (never at import), each with a keyword argument that wins
+Settings, read at every call (never at import) through :mod:`beitv2_zoo.settings`, each with a
+    keyword argument that wins:
     ``BEITV2_ZOO_CACHE`` (``cache_dir=``), ``BEITV2_ZOO_OFFLINE=1`` (``offline=``: no network;
     a missing file is an error naming the path to place it at), ``BEITV2_ZOO_URL_MAP``
     (``url_map=``: comma-separated ``old_prefix=new_prefix`` rewrites, for mirrors),
@@ -36,13 +39,15 @@ How a URL source is fetched (:func:`fetch_source`)
     Correctness never depends on the lock (on file systems where ``flock`` does nothing,
     processes may download twice, but every file still lands whole and verified).
 
-Safetensors copies (:mod:`.copies`, :mod:`.loadable`; ``BEITV2_ZOO_SAFETENSORS_COPY=0`` or
-    ``safetensors_copy=False`` turns them off)
-    With ``for_loading=True`` (what ``get_model`` asks for), a verified pickle (``.pth``,
-    ``.bin``) gets a sibling ``<file>.canonical.safetensors`` holding its state dict already
-    converted to the canonical layout, plus ``<file>.canonical.safetensors.sha256``; that copy
-    is returned instead, so loading memory-maps it. A later call checks only the copy (its
-    sha256, and that it was made from the file the record promises) and never opens the pickle.
+Safetensors copies (:mod:`.copies`; ``BEITV2_ZOO_SAFETENSORS_COPY=0`` or ``safetensors_copy=False``
+    turns them off)
+    A verified pickle (``.pth``, ``.bin``) in the cache may have a sibling
+    ``<file>.canonical.safetensors`` holding its state dict already converted to the canonical
+    layout, plus ``<file>.canonical.safetensors.sha256``. With ``for_loading=True`` (what
+    ``get_model`` asks for) a sound copy is returned instead of the pickle: only the copy is
+    hashed, and the pickle is never opened. The copy is *written* by
+    :mod:`beitv2_zoo.checkpoint.cache_copy` (called by :mod:`beitv2_zoo.resolve`): this package
+    names, verifies and removes copies, and never reads a tensor.
 
 Disk-full, quota and permission errors raise :class:`CacheWriteError` (a
 :class:`WeightsDownloadError`), naming the folder, and remove this process's temporary file.
@@ -52,7 +57,7 @@ Modules
     ``settings`` (policy, environment, URL map), ``cache`` (layout and hashes), ``download``
     (reuse, lock, verified download; steps 1–5), ``transfer`` (one HTTP body with retries and
     resume), ``partial`` (the temporary file), ``disk`` (cache-write errors, free space),
-    ``copies`` and ``loadable`` (canonical safetensors copies of cached pickles),
+    ``copies`` (names and checks of the canonical safetensors copies of cached pickles),
     ``hf`` (the Hugging Face Hub), ``inventory`` (list, verify and clean the cache) and
     ``packaged`` (``package:`` sources: files shipped inside the installed package).
 """
@@ -101,9 +106,9 @@ def fetch_source(
 ) -> Path:
     """A verified local copy of ``source``, downloaded if it is not cached (see the module docstring).
 
-    ``for_loading=True`` returns the file a loader should read: for a pickle, its canonical
-    safetensors copy, made on first use, unless ``safetensors_copy`` (default
-    ``BEITV2_ZOO_SAFETENSORS_COPY``, on) is off or the copy cannot be written.
+    ``for_loading=True`` returns the file a loader should read: for a pickle that has a sound
+    canonical safetensors copy, the copy (unless ``safetensors_copy``, default
+    ``BEITV2_ZOO_SAFETENSORS_COPY``, is off); :func:`beitv2_zoo.resolve.source_file` also makes one.
 
     Raises:
         HashMismatchError: the file's sha256 differs from the record (the file was deleted).
@@ -126,8 +131,8 @@ def fetch_url(
 ) -> Path:
     """Download any ``http(s)://`` URL into the cache.
 
-    A file name ending in ``-<hex>.<ext>`` (the torch.hub / OpenMMLab convention) is checked
-    against that sha256 prefix; other files are taken as served. ``for_loading`` and
+    A file name in the OpenMMLab pattern ``…_<YYYYMMDD>-<hex>.<ext>`` is checked against that
+    sha256 prefix; other files are taken as served (other digits in a name are not a hash). ``for_loading`` and
     ``safetensors_copy``: as in :func:`fetch_source`.
     """
     source = Source(url=url, sha256_prefix=hash_prefix_in_name(url.rsplit("/", 1)[-1]), host="url")
