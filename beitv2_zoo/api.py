@@ -134,8 +134,9 @@ def inference_model(
         num_workers: threads that decode and preprocess the next batch while the model
             computes the current one (``0``: all in the calling thread; ``None``: chosen by
             :func:`beitv2_zoo.inference.auto_workers`).
-        on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`) or
-            ``'skip'`` (it is logged and its result is ``None``).
+        on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`; an image
+            with NaN pixels, no pixels or an aspect ratio over 64:1, :class:`InvalidInputError`)
+            or ``'skip'`` (it is logged and its result is ``None``).
         **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
 
     Returns:
@@ -144,6 +145,9 @@ def inference_model(
         ``pred_class`` (str: the class name, or the label index as a string when the model
         carries no class names); plus ``pred_topk`` (a list of ``(label, class, score)``) when
         ``topk`` is given. A list of inputs gives a list.
+
+    Raises:
+        NonFiniteOutputError: the model's scores are NaN or infinite (no result is returned).
     """
     if isinstance(model, str):
         if is_model(model):

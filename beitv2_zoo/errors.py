@@ -17,6 +17,14 @@ class ImageLoadError(BeitZooError, OSError):
     """An input image that does not exist, cannot be decoded, or is not an image at all."""
 
 
+class InvalidInputError(BeitZooError, ValueError):
+    """An input that is an image in form but cannot be classified honestly (NaN or infinite pixels, no pixels)."""
+
+
+class NonFiniteOutputError(BeitZooError, RuntimeError):
+    """A model produced NaN or infinite scores (its weights were changed into non-finite values); no result is returned."""
+
+
 class CheckpointError(BeitZooError, RuntimeError):
     """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint)."""
 

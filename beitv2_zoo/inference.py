@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import ImageLoadError, ModelConfigError
+from .errors import ImageLoadError, InvalidInputError, ModelConfigError, NonFiniteOutputError
 from .weights.labels import class_names as label_set_names
 from .transforms import ImageInput, create_transform
 
@@ -61,7 +61,11 @@ def predict(
         probabilities = iter(())
         if good:
             with torch.inference_mode():
-                probabilities = iter(model(torch.stack(good).to(device, dtype)).float().softmax(dim=-1).cpu().numpy())
+                logits = model(torch.stack(good).to(device, dtype)).float()
+            if not bool(torch.isfinite(logits).all()):
+                raise NonFiniteOutputError("the model produced NaN or infinite scores, so no class can be trusted; its "
+                                           "weights hold non-finite values (check them with torch.isfinite)")
+            probabilities = iter(logits.softmax(dim=-1).cpu().numpy())
         results.extend(None if t is None else _prediction(next(probabilities), names, topk) for t in tensors)
     return results[0] if single else results
 
@@ -98,7 +102,7 @@ def _preprocessed_batches(
     def prepare(item: ImageInput) -> torch.Tensor | None:
         try:
             return transform(item)
-        except ImageLoadError as error:
+        except (ImageLoadError, InvalidInputError) as error:
             if on_error == "raise":
                 raise
             logger.warning("skipped: %s", error)

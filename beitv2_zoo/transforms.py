@@ -14,9 +14,9 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ImageLoadError
+from .errors import ImageLoadError, InvalidInputError
 from .weights.schema import Preprocessing
 from .weights import IMAGENET_EVAL
 
@@ -46,11 +46,16 @@ def expand_images(paths: Sequence[Path]) -> list[Path]:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Decode an image file fully and return it as 8-bit RGB.
+    """Decode an image file fully and return it as 8-bit RGB, upright.
+
+    The EXIF orientation tag is applied (a phone photo stored sideways with orientation 6 is
+    turned upright), as mmpretrain's loader does with either of its backends (OpenCV's
+    ``IMREAD_COLOR`` and mmcv's Pillow path). timm's and the official evaluation's loaders
+    ignore the tag; on images without one (every ImageNet photo) all of them agree.
 
     Raises:
-        ImageLoadError: the file does not exist, is not an image, is truncated, or is
-            larger than Pillow's decompression-bomb limit. The message names the file.
+        ImageLoadError: the file does not exist, is not an image, is truncated, has no pixels,
+            or is larger than Pillow's decompression-bomb limit. The message names the file.
     """
     path = Path(path)
     if not path.exists():
@@ -60,7 +65,9 @@ def load_image(path: str | Path) -> Image.Image:
     try:
         with Image.open(path) as image:
             image.load()
-            return pil_to_rgb(image)
+            if 0 in image.size:
+                raise ImageLoadError(f"image {path} has no pixels ({image.size[0]}x{image.size[1]})")
+            return pil_to_rgb(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as error:
         raise ImageLoadError(
             f"image {path} is too large to decode safely ({error}). If you trust it, raise "
@@ -89,6 +96,8 @@ def pil_to_rgb(image: Image.Image) -> Image.Image:
         gray = (np.clip(values, 0, 65535) >> 8).astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "F":
+        if not np.isfinite(np.asarray(image)).all():
+            raise InvalidInputError("the float image holds NaN or infinite values; it cannot be classified")
         gray = np.clip(np.asarray(image, dtype=np.float32), 0, 255).round().astype(np.uint8)
         return Image.fromarray(gray, mode="L").convert("RGB")
     if image.mode == "P" and "transparency" in image.info:
@@ -114,6 +123,8 @@ def to_pil_rgb(item: ImageInput) -> Image.Image:
 
 
 def _array_to_pil(array: np.ndarray) -> Image.Image:
+    if 0 in array.shape:
+        raise InvalidInputError(f"the image array has no pixels (shape {list(array.shape)})")
     if array.dtype == np.uint16:
         array = (array >> 8).astype(np.uint8)
     if array.dtype != np.uint8:
@@ -131,21 +142,43 @@ def _tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
         raise ValueError(f"image tensors must be [3, H, W] or [1, H, W], got {list(tensor.shape)}")
     tensor = tensor.detach().cpu()
+    if 0 in tensor.shape:
+        raise InvalidInputError(f"the image tensor has no pixels (shape {list(tensor.shape)})")
     if tensor.dtype != torch.uint8:
         if not tensor.is_floating_point():
             raise TypeError(f"image tensors must be uint8 or float in [0, 1], got {tensor.dtype}")
+        if not bool(torch.isfinite(tensor).all()):
+            raise InvalidInputError("the image tensor holds NaN or infinite values; it cannot be classified")
         tensor = (tensor.float().clamp(0, 1) * 255).round().to(torch.uint8)
     array = tensor.permute(1, 2, 0).numpy()
     return _array_to_pil(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
+MAX_ASPECT_RATIO = 64
+"""Longest side over shortest side that the evaluation resize accepts. Resizing the short edge of
+a 100000 × 1 image to 256 would make a 25.6-million × 256 image (26 GB); the centre crop uses
+a square from the middle anyway, so such an image cannot be classified meaningfully."""
+
+
+def short_edge_size(width: int, height: int, size: int) -> tuple[int, int]:
+    """``(new_width, new_height)`` with the short edge ``size`` and the long edge ``int(size * long / short)``.
+
+    Raises:
+        InvalidInputError: no pixels, or an aspect ratio over :data:`MAX_ASPECT_RATIO` (checked
+            before any pixel is resized).
+    """
+    if width <= 0 or height <= 0:
+        raise InvalidInputError(f"the image has no pixels ({width}x{height})")
+    if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+        raise InvalidInputError(f"a {width}x{height} image has an aspect ratio over {MAX_ASPECT_RATIO}:1; its short edge "
+                                f"resized to {size} would make it {max(width, height) * size // min(width, height):,} "
+                                "pixels long. Crop it first")
+    return (size, int(size * height / width)) if width < height else (int(size * width / height), size)
+
+
 def resize_short_edge(image: Image.Image, size: int, interpolation: str = "bicubic") -> Image.Image:
     """Scale so the short edge is ``size``; the long edge is ``int(size * long / short)`` (truncated)."""
-    width, height = image.size
-    if width < height:
-        new_size = (size, int(size * height / width))
-    else:
-        new_size = (int(size * width / height), size)
+    new_size = short_edge_size(*image.size, size)
     if new_size == image.size:
         return image
     return image.resize(new_size, _FILTERS[interpolation])
@@ -180,7 +213,13 @@ class EvalTransform:
 
     def __call__(self, item: ImageInput) -> torch.Tensor:
         prep = self.preprocessing
-        image = resize_short_edge(to_pil_rgb(item), prep.resize_size, prep.interpolation)
+        image = to_pil_rgb(item)
+        try:
+            image = resize_short_edge(image, prep.resize_size, prep.interpolation)
+        except InvalidInputError as error:
+            if isinstance(item, (str, Path)):  # name the file, as a decoding failure would
+                raise ImageLoadError(f"image {item}: {error}") from None
+            raise
         return normalize(center_crop(image, prep.crop_size), prep.mean, prep.std)
 
     def __repr__(self) -> str:

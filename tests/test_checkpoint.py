@@ -70,35 +70,61 @@ def test_split_layout_recognises_every_wrapper():
 
 def test_mmpretrain_file_with_mmengine_objects_loads(tmp_path, photo_paths):
     """Published mmpretrain files carry mmengine HistoryBuffer objects: they are stubbed, never imported."""
-    module = types.ModuleType("fake_mmengine_logging")
+    names = ("mmengine", "mmengine.logging", "mmengine.logging.history_buffer")
+    saved = {name: sys.modules.get(name) for name in names}
+    fakes = {name: types.ModuleType(name) for name in names}
 
     class HistoryBuffer:
         def __init__(self):
             self.history = [1.0, 2.0]
 
-    HistoryBuffer.__module__ = "fake_mmengine_logging"
+    HistoryBuffer.__module__ = "mmengine.logging.history_buffer"
     HistoryBuffer.__qualname__ = "HistoryBuffer"
-    module.HistoryBuffer = HistoryBuffer
-    sys.modules["fake_mmengine_logging"] = module
+    fakes["mmengine.logging.history_buffer"].HistoryBuffer = HistoryBuffer
     model = randomize_(build_beit("test_beit_tiny")).eval()
     classes = [f"class {i}" for i in range(1000)]
     raw = {"meta": {"dataset_meta": {"classes": classes}}, "state_dict": canonical_to_mmpretrain(model.state_dict()),
            "message_hub": {"log_scalars": {"train/loss": HistoryBuffer()}}}
     path = tmp_path / "published.pth"
+    sys.modules.update(fakes)
     try:
         torch.save(raw, path, _use_new_zipfile_serialization=False)
     finally:
-        del sys.modules["fake_mmengine_logging"]
+        for name, module in saved.items():
+            if module is None:
+                del sys.modules[name]
+            else:
+                sys.modules[name] = module
 
+    before = set(sys.modules)
     checkpoint = read_checkpoint(path)
+    assert not {m for m in set(sys.modules) - before if m.startswith("mmengine")}, "the loader imported mmengine"
     assert checkpoint.layout == "mmpretrain"
     assert checkpoint.classes == tuple(classes)
-    assert "fake_mmengine_logging" not in sys.modules
     loaded = get_model("test_beit_tiny", pretrained=path)
     assert loaded.class_names == tuple(classes)
     x = image_batch(1)
     with torch.no_grad():
         assert max_abs_diff(loaded(x), model(x)) == 0.0
+
+
+def test_an_unknown_class_in_a_pickle_is_refused_even_if_inert(tmp_path):
+    """Only the named, inert bookkeeping classes are stubbed; any other class is refused."""
+    module = types.ModuleType("some_trainer_lib")
+
+    class Tracker:
+        pass
+
+    Tracker.__module__ = "some_trainer_lib"
+    Tracker.__qualname__ = "Tracker"
+    module.Tracker = Tracker
+    sys.modules["some_trainer_lib"] = module
+    try:
+        torch.save({"state_dict": {"x": torch.ones(1)}, "tracker": Tracker()}, tmp_path / "other.pth")
+    finally:
+        del sys.modules["some_trainer_lib"]
+    with pytest.raises(UnsafeCheckpointError, match="some_trainer_lib.Tracker"):
+        read_checkpoint(tmp_path / "other.pth")
 
 
 class _RunsCode:
@@ -203,3 +229,48 @@ def test_checkpoint_path_alone_infers_the_architecture(tmp_path):
     x = image_batch(1)
     with torch.no_grad():
         assert max_abs_diff(model(x), source(x)) <= 1e-5
+
+
+def _callables_that_run_code():
+    import cProfile
+    import profile
+    import pydoc
+    import timeit
+
+    found = {"timeit.timeit": timeit.timeit, "cProfile.run": cProfile.run, "profile.run": profile.run,
+             "pydoc.pipepager": pydoc.pipepager, "torch.load": torch.load}
+    try:
+        import _posixsubprocess
+
+        found["_posixsubprocess.fork_exec"] = _posixsubprocess.fork_exec
+    except ImportError:
+        pass
+    try:
+        from numpy.testing._private.utils import runstring
+
+        found["numpy runstring"] = runstring
+    except ImportError:
+        pass
+    return found
+
+
+class _Calls:
+    def __init__(self, function, args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return (self.function, self.args)
+
+
+@pytest.mark.parametrize("label", sorted(_callables_that_run_code()))
+def test_globals_outside_the_allowlist_are_refused(tmp_path, label):
+    """0.1 stubbed these (nothing ran, but the file loaded); now they are refused like os.system."""
+    function = _callables_that_run_code()[label]
+    marker = tmp_path / "ran"
+    args = {"torch.load": (str(tmp_path / "inner.pth"),), "_posixsubprocess.fork_exec": ()}.get(
+        label, (f"open({str(marker)!r}, 'w')",))
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"x": torch.ones(1)}, "payload": _Calls(function, args)}, path)
+    with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
+        read_checkpoint(path)
+    assert not marker.exists()

@@ -1,11 +1,17 @@
 """Open PyTorch pickles without ever running code from the file.
 
-Every ``.pth`` is opened with ``torch.load(weights_only=True)``. Published mmpretrain
-files also carry training bookkeeping (mmengine's ``HistoryBuffer`` in
-``message_hub``) that the weights-only unpickler refuses. For those, each refused class
-is replaced by an inert stub and the load is retried, still with ``weights_only=True``:
-a stub stores nothing and calls nothing. Globals from modules that can run code
-(``os``, ``subprocess``, ``builtins``, …) are never stubbed: the file is refused.
+Every ``.pth`` is opened with ``torch.load(weights_only=True)``: only torch's own weights-only
+set of globals (tensors, storages, containers) is allowed. Published training files also carry
+bookkeeping that this unpickler refuses: mmengine's ``HistoryBuffer`` and ``MessageHub`` in
+``message_hub``, numpy arrays and scalars inside them, and the official code's
+``argparse.Namespace``. Exactly those globals, named in :data:`INERT_BOOKKEEPING`, are replaced
+by inert stubs (a stub stores nothing and calls nothing; the real class is never imported) and
+the load is retried, still with ``weights_only=True``. Any other global is refused with
+:class:`~beitv2_zoo.errors.UnsafeCheckpointError` before anything runs: ``os.system`` as much as
+``timeit.timeit``, ``cProfile.run`` or a nested ``torch.load``.
+
+A zip checkpoint whose members declare far more bytes than the file holds is refused from its
+central directory before anything is decompressed (:func:`check_declared_sizes`).
 """
 
 import logging
@@ -21,14 +27,24 @@ from ..errors import CheckpointError, UnsafeCheckpointError
 
 logger = logging.getLogger(__name__)
 
-_CODE_RUNNING_MODULES = frozenset(
+_NUMPY_DTYPES = ("Float64DType", "Float32DType", "Float16DType", "Int64DType", "Int32DType", "Int16DType",
+                 "Int8DType", "UInt8DType", "BoolDType")
+INERT_BOOKKEEPING = frozenset(
     {
-        "builtins", "__builtin__", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib",
-        "runpy", "pickle", "_pickle", "marshal", "socket", "code", "codeop", "ctypes", "pty", "signal",
-        "multiprocessing", "webbrowser", "functools", "operator", "types", "pdb", "inspect", "io",
-        "asyncio", "threading", "platform", "tempfile", "pathlib", "urllib", "http", "requests",
+        "mmengine.logging.history_buffer.HistoryBuffer",
+        "mmengine.logging.message_hub.MessageHub",
+        "mmengine.config.config.ConfigDict",
+        "argparse.Namespace",
+        "collections.defaultdict",
+        "_codecs.encode",
+        *(f"{core}.multiarray.{name}" for core in ("numpy.core", "numpy._core") for name in ("_reconstruct", "scalar")),
+        "numpy.ndarray",
+        "numpy.dtype",
+        *(f"numpy.dtypes.{name}" for name in _NUMPY_DTYPES),
     }
 )
+"""The only globals outside torch's weights-only set that a checkpoint may name: training bookkeeping
+of published files, each replaced by an inert stub (never imported, never called for real)."""
 _REFUSED_GLOBAL = re.compile(r"(?:Unsupported global: GLOBAL|unsupported GLOBAL) ([\w.]+)")
 _MAX_STUBS = 64
 
@@ -45,12 +61,11 @@ class _InertStub:
 
 def _make_stub(qualified_name: str) -> tuple[type, str]:
     module, _, name = qualified_name.rpartition(".")
-    top_module = module.split(".")[0]
-    if top_module in _CODE_RUNNING_MODULES or not module:
+    if qualified_name not in INERT_BOOKKEEPING:
         raise UnsafeCheckpointError(
-            f"refusing to load: the pickle references {qualified_name!r}, which can run code. "
-            "Nothing from the file was executed. Only load checkpoints from sources you trust, "
-            "or convert trusted ones to safetensors."
+            f"refusing to load: the pickle references {qualified_name!r}, which is neither a tensor type nor "
+            "known inert training bookkeeping, and could run code. Nothing from the file was executed. "
+            "Only load checkpoints from sources you trust, or convert trusted ones to safetensors."
         )
     stub = type(name, (_InertStub,), {"__module__": module, "__qualname__": name})
     return stub, qualified_name
