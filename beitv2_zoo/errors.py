@@ -9,6 +9,10 @@ class UnknownModelError(BeitZooError, ValueError):
     """A model name that is not registered; the message lists the closest names."""
 
 
+class UsageError(BeitZooError, ValueError):
+    """A command-line value that is well formed but cannot be used (``--device cuda`` without CUDA, …); exit status 2."""
+
+
 class ModelConfigError(BeitZooError, ValueError):
     """An argument that cannot build a model (``num_classes <= 0``, an ``img_size`` off the patch grid, …)."""
 

@@ -44,6 +44,10 @@ def predict(
         require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if topk is not None and (not isinstance(topk, int) or isinstance(topk, bool) or topk < 1):
+        raise ValueError(f"topk must be a positive int (or None), got {topk!r}")
+    if num_workers is not None and num_workers < 0:
+        raise ValueError(f"num_workers must be 0 or more (or None), got {num_workers}")
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
 

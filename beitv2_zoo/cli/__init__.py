@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from ..version import __version__
+from ..arguments import USAGE_EXIT, OneLineParser, UsageError
 from . import bench as _bench
 from . import cards as _cards
 from . import export as _export
@@ -26,16 +27,19 @@ COMMAND_MODULES = (_models, _predict, _tokens, _hub, _pictures, _export, _bench,
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="beitv2-zoo", description="BEiT v2 and BEiT models, weights and inference.")
+    parser = OneLineParser(prog="beitv2-zoo", description="BEiT v2 and BEiT models, weights and inference.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in COMMAND_MODULES:
         module.register(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``beitv2-zoo``; returns the process exit code."""
+    """Entry point of ``beitv2-zoo``; returns the process exit code (2 for a bad argument, 1 for a failure)."""
+    for stream in (sys.stdout, sys.stderr):  # a file name that is not UTF-8 is printed escaped, never a crash
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
@@ -45,6 +49,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
+    except UsageError as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return USAGE_EXIT
     except BeitZooError as error:
         one_line = getattr(args, "one_line_errors", False)
         print(f"error: {' '.join(str(error).split()) if one_line else error}", file=sys.stderr)

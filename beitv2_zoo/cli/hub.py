@@ -115,7 +115,10 @@ def run_cache_clean(args: argparse.Namespace) -> int:
 
 def run_convert(args: argparse.Namespace) -> int:
     from ..api import convert_checkpoint
+    from ..arguments import UsageError
 
+    if args.dst.is_dir():
+        raise UsageError(f"{args.dst} is a folder; give the .safetensors file to write, e.g. {args.dst / 'model.safetensors'}")
     try:
         result = convert_checkpoint(args.src, args.dst, source=args.source, cache_dir=args.cache_dir)
     except ValueError as error:  # an unknown --source

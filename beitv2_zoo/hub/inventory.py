@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import CacheWriteError
 from ..weights.schema import Source
 from .cache import checkpoints_dir, expected_hash, hash_matches, hash_prefix_in_name, lock_path, sha256_of
 from .copies import HASH_SUFFIX, copy_path, hash_path, inspect_copy, source_name_of
@@ -111,10 +112,14 @@ def clean_cache(cache_dir: str | Path | None = None, everything: bool = False) -
 
     Returns:
         ``(path, bytes)`` of each file removed.
+
+    Raises:
+        CacheWriteError: some files could not be removed (a read-only cache, permissions); the
+            message names them and what was removed before.
     """
     from filelock import FileLock, Timeout
 
-    removed = []
+    removed, failed = [], []
     for entry in list_cache(cache_dir):
         orphan_copy = entry.copy_of is not None and not (entry.path.parent / entry.copy_of).is_file()
         if not (entry.partial or orphan_copy or everything):
@@ -125,15 +130,25 @@ def clean_cache(cache_dir: str | Path | None = None, everything: bool = False) -
             lock = FileLock(os.fspath(lock_file)) if lock_file.parent.is_dir() else None
             if lock is not None:
                 lock.acquire(timeout=0)
-        except (Timeout, OSError):
+        except Timeout:
             logger.warning("%s is being downloaded by another process; left alone", entry.path)
+            continue
+        except OSError as error:  # the lock file cannot even be created: the cache is not writable
+            failed.append(f"{entry.path.name} ({error.strerror or error})")
             continue
         try:
             entry.path.unlink(missing_ok=True)
             removed.append((entry.path, entry.size))
             if entry.copy_of is not None and not entry.partial:
                 hash_path(entry.path).unlink(missing_ok=True)
+        except OSError as error:
+            failed.append(f"{entry.path.name} ({error.strerror or error})")
         finally:
             if lock is not None:
                 lock.release()
+    if failed:
+        done = f"; removed {len(removed)} other file(s) first" if removed else ""
+        raise CacheWriteError(f"cannot remove {len(failed)} file(s) from {checkpoints_dir(cache_dir)}: "
+                              f"{', '.join(failed[:10])}{' …' if len(failed) > 10 else ''}{done}. Is the cache "
+                              "read-only? Fix its permissions, or point BEITV2_ZOO_CACHE elsewhere")
     return removed

@@ -11,21 +11,30 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..arguments import USAGE_EXIT, OneLineParser, UsageError, non_negative_int, positive_int
+
 EPILOG = """examples:
   beitv2-zoo train --list
   beitv2-zoo train beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k --data data/imagenet
   beitv2-zoo train beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k --data data/imagenet batch_size=128 accum_steps=2 --resume
   torchrun --nproc_per_node=8 -m beitv2_zoo train RECIPE --data data/imagenet --work-dir work_dirs/run1
+  beitv2-zoo train examples/reproduction/recipes/tiny_p4_digits_teacher.py --data work_dirs/digits_reproduction/data/teacher
+
+RECIPE is a published recipe's name (--list), a .py file defining RECIPE (a dataclass of
+beitv2_zoo.train.config, e.g. the CPU reproduction's in examples/reproduction/recipes/), a
+recipe.json, or a run folder (its recipe.json). Other runs are referred to by weight specs:
+pretrained=, tokenizer= or teacher= take a registered name, a file or a run folder.
 """
 
 
 def train_parser() -> argparse.ArgumentParser:
     """The full argument parser of ``beitv2-zoo train`` (used with ``parse_intermixed_args``)."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="beitv2-zoo train", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
         description="Train a recipe (VQ-KD tokenizer, MIM pretraining, fine-tuning or linear probing) on one "
                     "process or under torchrun; key=value arguments override recipe fields.")
-    parser.add_argument("recipe", nargs="?", help="a recipe name (see --list), or a run folder / recipe.json to reuse")
+    parser.add_argument("recipe", nargs="?",
+                        help="a recipe name (see --list), a recipe .py file, or a run folder / recipe.json to reuse")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="recipe overrides, e.g. lr=1e-3 batch_size=64")
     parser.add_argument("--data", help="data root: DIR/train and DIR/val ImageFolders (or the recipe's ann_file lists)")
     parser.add_argument("--work-dir", type=Path, help="output folder (default work_dirs/RECIPE)")
@@ -36,7 +45,7 @@ def train_parser() -> argparse.ArgumentParser:
                         help="stop with a checkpoint after this optimizer step (continue later with --resume)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (JSON log lines still go to stderr)")
-    parser.add_argument("--list", action="store_true", help="list the recipes and exit")
+    parser.add_argument("--list", action="store_true", help="list the published recipes and exit")
     return parser
 
 
@@ -47,13 +56,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(handler=run_train)
 
     test = commands.add_parser("test", help="top-1/top-5 and per-class accuracy of a model on an image folder, as JSON")
-    test.add_argument("target", help="a registered model name, a recipe name (with --weights), or a training run folder")
+    test.add_argument("target", help="a registered model name, a recipe name or .py file (with --weights), "
+                                     "or a training run folder")
     test.add_argument("--data", required=True, help="data root (DIR/SPLIT, or DIR itself, as an ImageFolder)")
     test.add_argument("--weights", help="local file, run folder, https:// URL or hf-hub: spec (default: the model's own)")
     test.add_argument("--split", default="val", help="sub-folder of --data to evaluate (default val; DIR itself if absent)")
     test.add_argument("--ann-file", default="", help="mmpretrain list file relative to --data, instead of folders")
-    test.add_argument("--batch-size", type=int, default=64)
-    test.add_argument("--workers", type=int, default=4)
+    test.add_argument("--batch-size", type=positive_int, default=64)
+    test.add_argument("--workers", type=non_negative_int, default=4)
     test.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     test.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     test.add_argument("--out", type=Path, help="write the JSON report here (default: print it)")
@@ -77,12 +87,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m beitv2_zoo.train {train,test} ...``."""
     from ..errors import BeitZooError
 
-    parser = argparse.ArgumentParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
+    parser = OneLineParser(prog="python -m beitv2_zoo.train", description="BEiT v2 training and evaluation.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     register(commands)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_EXIT
     except BeitZooError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

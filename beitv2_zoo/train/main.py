@@ -7,6 +7,8 @@ import os
 import sys
 from pathlib import Path
 
+from ..arguments import checked_device
+
 
 def _configure_logging() -> None:
     rank = int(os.environ.get("RANK", "0"))
@@ -40,7 +42,7 @@ def train_command(options: argparse.Namespace) -> int:
 
     work_dir = options.work_dir or Path("work_dirs") / recipe.name
     final = train(recipe, work_dir, resume=options.resume, resume_from=options.resume_from, stop_at=options.stop_at,
-                  device=options.device, progress=not options.no_progress)
+                  device=checked_device(options.device) if options.device else None, progress=not options.no_progress)
     if int(os.environ.get("RANK", "0")) == 0:
         print(final if final.is_file() else f"stopped; continue with --resume (checkpoints in {work_dir / 'checkpoints'})")
     return 0
@@ -52,7 +54,8 @@ def test_command(args: argparse.Namespace) -> int:
     from .evaluate import run_test
 
     report = run_test(args.target, args.data, weights=args.weights, split=args.split, ann_file=args.ann_file,
-                      batch_size=args.batch_size, num_workers=args.workers, device=args.device, out=args.out,
+                      batch_size=args.batch_size, num_workers=args.workers,
+                      device=checked_device(args.device) if args.device else None, out=args.out,
                       amp=args.amp)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is None:
