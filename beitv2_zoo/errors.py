@@ -29,6 +29,10 @@ class NonFiniteOutputError(BeitZooError, RuntimeError):
     """A model produced NaN or infinite scores (its weights were changed into non-finite values); no result is returned."""
 
 
+class MissingDependencyError(BeitZooError, ImportError):
+    """An optional feature whose package is not installed; the message names the ``pip install`` that adds it."""
+
+
 class CheckpointError(BeitZooError, RuntimeError):
     """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint)."""
 

@@ -1,11 +1,14 @@
 """Export a model to ONNX with a dynamic batch dimension, and check it with onnxruntime."""
 
+import importlib.util
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from .errors import MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
@@ -14,8 +17,15 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
     """Write ``model`` (images ``[B, 3, S, S]`` → outputs) to ``path`` as ONNX; ``B`` is dynamic.
 
     Uses the ``torch.export``-based exporter (needs ``onnxscript``) and falls back to the
-    TorchScript exporter when that is not installed.
+    TorchScript exporter when that is not installed. Large models keep their weights in an
+    external data file beside ``path`` (:func:`onnx_files` lists what was written).
+
+    Raises:
+        MissingDependencyError: the ``onnx`` package is not installed (``pip install 'beitv2-zoo[onnx]'``).
     """
+    if importlib.util.find_spec("onnx") is None:
+        raise MissingDependencyError("ONNX export needs the onnx package: pip install 'beitv2-zoo[onnx]' "
+                                     "(onnx, onnxscript and onnxruntime for the check)")
     path = Path(path)
     size = model.patch_embed.img_size
     example = torch.zeros(2, 3, size, size, device=next(model.parameters()).device)
@@ -32,6 +42,13 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
                           input_names=["images"], output_names=["outputs"],
                           dynamic_axes={"images": {0: "batch"}, "outputs": {0: "batch"}})
     return path
+
+
+def onnx_files(path: str | Path) -> list[Path]:
+    """The ONNX file and the external data files written beside it (``<name>.data`` and the like)."""
+    path = Path(path)
+    beside = sorted(p for p in path.parent.glob(f"{path.name}.*") if p.is_file() and p != path)
+    return [path, *beside]
 
 
 def check_onnx(model: nn.Module, path: str | Path, batch_sizes: tuple[int, ...] = (1, 3), seed: int = 0) -> float:

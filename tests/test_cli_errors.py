@@ -172,3 +172,30 @@ def test_a_file_name_that_is_not_utf8_is_printed_escaped(tmp_path, tiny_weights)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout.decode("utf-8")
     assert "plain.jpg" in out and "caf\\udce9.jpg" in out  # both images reported, the odd name escaped
+
+
+_OFFLINE_PREDICT = """
+import sys
+from beitv2_zoo.weights import Source, WeightRecord, get_record, register
+from beitv2_zoo.cli import main
+import dataclasses
+base = get_record('test_beit_tiny')
+register(dataclasses.replace(base, name='unreachable_tiny', aliases=(), sources=(
+    Source(url='https://weights.example.invalid/a/tiny_20240101-0123abcd.pth', sha256_prefix='0123abcd', host='openmmlab'),
+    Source(url='https://mirror.example.invalid/b/tiny.pth', host='official'))))
+sys.exit(main(['predict', sys.argv[1], '--model', 'unreachable_tiny', *sys.argv[2:]]))
+"""
+
+
+@pytest.mark.parametrize("verbosity", [[], ["-v"]])
+def test_no_network_fails_fast_in_one_line(tmp_path, verbosity):
+    env = {**os.environ, "BEITV2_ZOO_CACHE": str(tmp_path / "cache"), "BEITV2_ZOO_BACKOFF": "1"}
+    done = subprocess.run([sys.executable, "-c", _OFFLINE_PREDICT, str(EXAMPLE_IMAGE), *verbosity],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: could not get weights for unreachable_tiny") and "cannot resolve host" in lines[-1]
+    assert "place the file at" in lines[-1]
+    if not verbosity:
+        assert len(lines) == 1, done.stderr
+    assert "retry" not in done.stderr  # a host that does not exist is not retried (0.1: 4 back-offs per source)

@@ -31,3 +31,27 @@ def test_export_command(tmp_path, capsys):
     assert out.is_file() and "max abs difference" in printed
     difference = float(printed.rsplit("difference", 1)[1].strip())
     assert difference <= 1e-4
+
+
+def test_export_without_onnx_is_one_line_naming_the_extra(tmp_path, monkeypatch, capsys):
+    """Issue 12 item 17: 0.1 died with three chained tracebacks when onnx was not installed."""
+    import importlib.util
+
+    from beitv2_zoo.cli import main
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real_find_spec(name, *a))
+    code = main(["export", "test_beit_tiny", "--random", "--out", str(tmp_path / "m.onnx")])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "pip install 'beitv2-zoo[onnx]'" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_reports_every_file_it_wrote(tmp_path, capsys):
+    from beitv2_zoo.cli import main
+
+    out = tmp_path / "m.onnx"
+    assert main(["export", "test_beit_tiny", "--random", "--out", str(out), "--no-check"]) == 0
+    printed = capsys.readouterr().out
+    for path in out.parent.iterdir():
+        assert str(path) in printed

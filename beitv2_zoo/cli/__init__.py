@@ -29,10 +29,31 @@ COMMAND_MODULES = (_models, _predict, _tokens, _hub, _pictures, _export, _bench,
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="beitv2-zoo", description="BEiT v2 and BEiT models, weights and inference.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    _add_verbosity(parser, default=0)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for module in COMMAND_MODULES:
         module.register(commands)
+    for sub in commands.choices.values():  # -v / -q also after the command name
+        if sub.prefix_chars == "-":
+            _add_verbosity(sub, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("-v", "--verbose", action="count", default=default,
+                        help="say more (retries, cache decisions; -vv: debug)")
+    parser.add_argument("-q", "--quiet", action="count", default=default, help="errors only")
+
+
+def configure_logging(verbose: int, quiet: int) -> None:
+    """Warnings by default; ``-v`` adds this package's INFO lines (download retries, conversions), ``-vv``
+    DEBUG, ``-q`` errors only. huggingface_hub's own messages show only with ``-v``."""
+    import logging
+
+    level = logging.ERROR if quiet else {0: logging.WARNING, 1: logging.INFO}.get(verbose, logging.DEBUG)
+    logging.basicConfig(format="%(levelname)s: %(message)s")
+    logging.getLogger("beitv2_zoo").setLevel(level)
+    logging.getLogger("huggingface_hub").setLevel(level if verbose else logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    configure_logging(args.verbose, args.quiet)
     from ..errors import BeitZooError
 
     try:

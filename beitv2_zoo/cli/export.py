@@ -18,20 +18,22 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from ..export import check_onnx, export_onnx
+    from ..export import check_onnx, export_onnx, onnx_files
     from ..api import get_model
 
     pretrained = False if args.random else (args.weights or True)
     model = get_model(args.name, pretrained=pretrained)
     out = args.out or Path(f"{Path(args.name).stem if Path(args.name).suffix else args.name}.onnx")
     export_onnx(model, out, opset=args.opset)
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    written = onnx_files(out)
+    print("wrote " + ", ".join(f"{p} ({p.stat().st_size / 1e6:.1f} MB)" for p in written)
+          + (" (keep them together: the second holds the weights)" if len(written) > 1 else ""))
     if args.no_check:
         return 0
     try:
         difference = check_onnx(model, out)
     except ImportError:
-        print("onnxruntime is not installed: skipped the numeric check (pip install onnxruntime)", file=sys.stderr)
+        print("onnxruntime is not installed: skipped the numeric check (pip install 'beitv2-zoo[onnx]')", file=sys.stderr)
         return 0
     print(f"onnxruntime vs PyTorch, batches 1 and 3: max abs difference {difference:.2e}")
     if difference > 1e-4:

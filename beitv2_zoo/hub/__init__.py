@@ -214,8 +214,8 @@ def fetch_weights(
     first = next((s for s in candidates if s.url), None)
     place = f"place the file at {cached_file(first, settings.cache_dir)}" if first else f"download hf-hub:{candidates[0].hf_repo}"
     raise WeightsDownloadError(
-        f"could not get weights for {record.name}: {' | '.join(failures)}; {place} or use a local copy "
-        "(--weights PATH on the command line, pretrained=PATH in Python)"
+        f"could not get weights for {record.name}: {' | '.join(failures)}; {place}, or load a copy you have "
+        "(pretrained=PATH in Python; --weights PATH for predict, attention and tokens)"
     )
 
 

@@ -1,7 +1,8 @@
 """One URL's body into a :class:`PartialFile` over HTTP: retries with back-off, ``Range`` resume, progress.
 
-Connection errors, time-outs, dropped connections, HTTP 429 and 5xx are retried as the
-:class:`DownloadPolicy` allows; other HTTP errors are not. A retry asks for the missing
+Time-outs, dropped connections, HTTP 429 and 5xx are retried as the :class:`DownloadPolicy`
+allows (logged at INFO: quiet unless ``-v``); failures that cannot heal by waiting fail at once:
+a host name that does not resolve (no network, or a typo), a connection refused, other HTTP errors. A retry asks for the missing
 bytes with a ``Range`` request, keeps them on a matching ``206`` and starts again from byte 0
 on a ``200``.
 """
@@ -22,6 +23,10 @@ from .partial import PartialFile
 from .settings import DownloadPolicy, HubSettings
 
 logger = logging.getLogger(__package__)  # "beitv2_zoo.hub", one logger for the whole package
+
+
+_HOPELESS = ("cannot resolve host", "connection refused")
+"""Reasons (from :func:`describe_request_error`) that no retry within seconds can change."""
 
 
 class _Retryable(Exception):
@@ -54,7 +59,7 @@ def transfer(url: str, partial: PartialFile, settings: HubSettings, label: str) 
                     tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise WeightsDownloadError(f"{url}: {failure} (gave up after {tries})") from None
                 delay = policy.delay_s(attempt, failure.retry_after)
-                logger.warning("%s: %s; retry %d of %d in %.1f s", url, failure, attempt + 1, policy.retries, delay)
+                logger.info("%s: %s; retry %d of %d in %.1f s", url, failure, attempt + 1, policy.retries, delay)
                 time.sleep(delay)
 
 
@@ -85,7 +90,10 @@ def _attempt(session: Any, url: str, partial: PartialFile, policy: DownloadPolic
             "REQUESTS_CA_BUNDLE to its certificate, or use a mirror (BEITV2_ZOO_URL_MAP)"
         ) from None
     except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as error:
-        raise _Retryable(describe_request_error(error)) from None
+        reason = describe_request_error(error)
+        if reason.startswith(_HOPELESS):
+            raise WeightsDownloadError(f"{url}: {reason}") from None
+        raise _Retryable(reason) from None
     except requests.RequestException as error:
         raise PermanentHTTPError(f"{url}: {describe_request_error(error)}") from None
     if total is not None and partial.size != total:
