@@ -37,6 +37,11 @@ class CheckpointError(BeitZooError, RuntimeError):
     """A checkpoint file that cannot be read (truncated, corrupt, not a checkpoint)."""
 
 
+class CheckpointWriteError(BeitZooError, OSError):
+    """A weights or training-checkpoint file that could not be written (disk full, permission); the message
+    names the folder and its free space, and no partial file is left under the final name."""
+
+
 class UnsafeCheckpointError(CheckpointError):
     """A pickle that would call code (``os.system``, ``eval``, …) while loading; nothing was run."""
 

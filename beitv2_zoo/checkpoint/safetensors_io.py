@@ -23,6 +23,7 @@ to align the others) are skipped.
 
 import json
 import os
+import shutil
 import sys
 import uuid
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, CheckpointWriteError
 
 PAD_PREFIX = "__pad__."
 """Names of filler tensors that only align the tensors after them; readers here skip them."""
@@ -234,17 +235,37 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
     The file is written beside ``path`` under a unique temporary name and renamed into place,
     so ``path`` never holds a partial file. Tensors are made contiguous; tensors that share
     storage are copied apart (safetensors stores each one separately).
+
+    Raises:
+        CheckpointWriteError: the file cannot be written (disk full, permission), naming the
+            folder and its free space.
     """
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         save_file(_unshared(tensors), os.fspath(temp), metadata=metadata)
         os.replace(temp, path)
+    except Exception as error:  # safetensors reports a full disk as its own SafetensorError
+        raise write_error(path, error) from None
     finally:
         temp.unlink(missing_ok=True)
+
+
+def write_error(path: Path, error: BaseException) -> CheckpointWriteError:
+    """A :class:`CheckpointWriteError` for a failed write of ``path``: the reason, the folder, its free space."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        free = f"{shutil.disk_usage(folder).free / 1e6:,.1f} MB free in {folder}"
+    except OSError:
+        free = f"the free space of {folder} is unknown"
+    reason = " ".join(str(getattr(error, "strerror", None) or error).split())[:200]
+    return CheckpointWriteError(f"cannot write {path}: {reason} ({free}); free some space or write elsewhere. "
+                                "No partial file was left under that name")
 
 
 def _unshared(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

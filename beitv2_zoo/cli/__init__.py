@@ -66,7 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    configure_logging(args.verbose, args.quiet)
+    if not getattr(args, "log_info", 0):  # train and test configure their own logging (INFO, one prefix per rank)
+        configure_logging(args.verbose, args.quiet)
     from ..errors import BeitZooError
 
     try:

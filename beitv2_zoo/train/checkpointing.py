@@ -10,13 +10,23 @@ Layout of a work folder::
         ema.safetensors          the model EMA, when the recipe has one
         training_state.pt        step, optimizer, grad scaler, every rank's RNG states
         recipe.json              the resolved recipe
+        manifest.json            the size and sha256 of each file above, written last
 
 A checkpoint is written into a hidden temporary folder and renamed into place, so a folder
 named ``step_*`` is always complete; a crash mid-write leaves only a ``.tmp`` folder, which
 the next save removes. ``training_state.pt`` holds tensors, numbers, strings, lists and
 dicts only and is read with ``torch.load(weights_only=True)``.
+
+``--resume`` trusts no folder by its name: :func:`verified_checkpoint` checks every file
+against the manifest (size, then sha256), newest first, and falls back to the previous
+checkpoint that verifies, saying which one it skipped and why. A folder written before
+manifests existed (0.1) is accepted when its files load, with a warning that it could not be
+verified.
 """
 
+import hashlib
+import json
+import logging
 import os
 import random
 import re
@@ -29,11 +39,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import safetensors_io
-from ..checkpoint import CANONICAL_FORMAT
+from ..checkpoint import CANONICAL_FORMAT, safetensors_io
+from ..checkpoint.safetensors_io import write_error
+from ..errors import CheckpointWriteError
 from .config import TrainRecipe, save_recipe
+from .errors import ResumeError
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.pt"
+MANIFEST = "manifest.json"
 _STEP_DIR = re.compile(r"^step_(\d{8,})$")
 
 
@@ -64,8 +79,6 @@ def restore_rng(rng: dict[str, Any]) -> None:
 
 def weights_metadata(classes: tuple[str, ...] | None = None) -> dict[str, str]:
     """safetensors metadata: our canonical-layout marker, and class names when known."""
-    import json
-
     metadata = {"format": CANONICAL_FORMAT}
     if classes:
         metadata["classes"] = json.dumps(list(classes))
@@ -99,23 +112,91 @@ def save_checkpoint(work_dir: Path, step: int, recipe: TrainRecipe, model_state:
         shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step_{step:08d}"
     temp = root / f".step_{step:08d}.{uuid.uuid4().hex[:8]}.tmp"
-    temp.mkdir()
     try:
+        temp.mkdir()
         save_weights(temp / "model.safetensors", model_state, classes)
         if ema_state is not None:
             save_weights(temp / "ema.safetensors", ema_state, classes)
         torch.save(vars(state), temp / STATE_FILE)
         save_recipe(recipe, temp / "recipe.json")
+        write_manifest(temp)
         _fsync_dir(temp)
         if final.exists():  # the same step saved again (e.g. a resumed run's last step): replace it
             shutil.rmtree(final)
         os.replace(temp, final)
+    except CheckpointWriteError:
+        raise
+    except (OSError, RuntimeError) as error:  # torch.save reports a full disk as a RuntimeError of its zip writer
+        raise write_error(final, error) from None
     finally:
         if temp.exists():
             shutil.rmtree(temp, ignore_errors=True)
     for old in list_checkpoints(work_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def write_manifest(folder: Path) -> None:
+    """``manifest.json``: the size and sha256 of every other file in ``folder``."""
+    files = {item.name: {"bytes": item.stat().st_size, "sha256": _sha256(item)}
+             for item in sorted(folder.iterdir()) if item.is_file() and item.name != MANIFEST}
+    (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Check a checkpoint folder against its manifest (a 0.1 folder without one: that its files load).
+
+    Raises:
+        ResumeError: a file is missing, has another size or sha256, or (without a manifest) cannot be read.
+    """
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        _check_legacy(folder)
+        return
+    try:
+        files = json.loads(manifest_path.read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ResumeError(f"{folder}: its {MANIFEST} cannot be read ({error})") from None
+    for required in ("model.safetensors", STATE_FILE):
+        if required not in files:
+            raise ResumeError(f"{folder}: its manifest lists no {required}")
+    for name, expected in files.items():
+        path = folder / name
+        if not path.is_file():
+            raise ResumeError(f"{folder}: {name} is missing")
+        if path.stat().st_size != expected["bytes"]:
+            raise ResumeError(f"{folder}: {name} has {path.stat().st_size} bytes, {expected['bytes']} were written")
+        if _sha256(path) != expected["sha256"]:
+            raise ResumeError(f"{folder}: {name} is not the file that was written (sha256 differs): damaged")
+
+
+def _check_legacy(folder: Path) -> None:
+    try:
+        safetensors_io.read_header(folder / "model.safetensors")
+        load_training_state(folder)
+    except Exception as error:  # any unreadable part makes the folder unusable
+        raise ResumeError(f"{folder}: no {MANIFEST}, and its files cannot be read ({' '.join(str(error).split())[:200]})") from None
+    logger.warning("%s has no %s (written before 0.2): resuming from it unverified", folder, MANIFEST)
+
+
+def verified_checkpoint(work_dir: Path) -> Path | None:
+    """The newest checkpoint folder that verifies; each newer one that does not is named in a warning."""
+    for folder in reversed(list_checkpoints(work_dir)):
+        try:
+            verify_checkpoint(folder)
+        except ResumeError as error:
+            logger.warning("skipping %s: %s; falling back to the previous checkpoint", folder.name, error)
+            continue
+        return folder
+    return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -139,6 +220,13 @@ def latest_checkpoint(work_dir: Path) -> Path | None:
 
 
 def load_training_state(folder: Path) -> TrainingState:
-    """Read ``training_state.pt`` with ``weights_only=True``."""
-    values = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
-    return TrainingState(**values)
+    """Read ``training_state.pt`` with ``weights_only=True``.
+
+    Raises:
+        ResumeError: the file is missing, truncated or not a training state.
+    """
+    try:
+        values = torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+        return TrainingState(**values)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise ResumeError(f"{folder / STATE_FILE} cannot be read ({' '.join(str(error).split())[:200]})") from None

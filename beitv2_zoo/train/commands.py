@@ -53,7 +53,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     # '+' as prefix: every token (options included) reaches the handler, which parses them intermixed.
     train = commands.add_parser("train", help="train a recipe (beitv2-zoo train --help)", add_help=False, prefix_chars="+")
     train.add_argument("argv", nargs=argparse.REMAINDER)
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run_train, log_info=1)
 
     test = commands.add_parser("test", help="top-1/top-5 and per-class accuracy of a model on an image folder, as JSON")
     test.add_argument("target", help="a registered model name, a recipe name or .py file (with --weights), "
@@ -67,7 +67,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     test.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     test.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     test.add_argument("--out", type=Path, help="write the JSON report here (default: print it)")
-    test.set_defaults(handler=run_test)
+    test.set_defaults(handler=run_test, log_info=1)
 
 
 def run_train(args: argparse.Namespace) -> int:

@@ -39,8 +39,8 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
-from .checkpointing import (TrainingState, capture_rng, latest_checkpoint, load_training_state, restore_rng,
-                            save_checkpoint, save_weights)
+from .checkpointing import (TrainingState, capture_rng, load_training_state, restore_rng, save_checkpoint, save_weights,
+                            verified_checkpoint, verify_checkpoint)
 from .config import TrainRecipe, recipe_to_dict, save_recipe
 from .data import eval_loader, sample_seed, to_device, train_loader
 from .distributed import DistEnv
@@ -117,7 +117,11 @@ def _train(recipe: TrainRecipe, work_dir: Path, env: DistEnv, resume: bool, resu
 
     # ---- resume: weights, optimizer, scaler, EMA, RNG, step (the data position follows from the step)
     start_step = 0
-    source = Path(resume_from) if resume_from else (latest_checkpoint(work_dir) if resume else None)
+    if resume_from:
+        source: Path | None = Path(resume_from)
+        verify_checkpoint(source)  # a folder the user named: no fallback, a clear error
+    else:
+        source = verified_checkpoint(work_dir) if resume else None
     if resume and source is None and env.is_main:
         logger.warning("--resume: no checkpoint in %s yet; starting from step 0", work_dir / "checkpoints")
     if source is not None:
@@ -292,7 +296,7 @@ def _restore(folder: Path, recipe: TrainRecipe, task: TaskSetup, optimizer: torc
 
 
 def _stop_on_nonfinite(step: int, lr: float, values: dict[str, float], work_dir: Path, recipe: TrainRecipe) -> None:
-    last = latest_checkpoint(work_dir)
+    last = verified_checkpoint(work_dir)
     where = f"the last good weights are in {last}" if last else "no checkpoint was written yet"
     terms = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
     raise NonFiniteLossError(

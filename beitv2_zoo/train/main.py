@@ -15,6 +15,7 @@ def _configure_logging() -> None:
     level = logging.INFO if rank == 0 else logging.WARNING
     logging.basicConfig(level=level, format=f"[rank {rank}] %(levelname)s %(name)s: %(message)s" if "RANK" in os.environ
                         else "%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("beitv2_zoo").setLevel(level)
 
 
 def train_command(options: argparse.Namespace) -> int:
