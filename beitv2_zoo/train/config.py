@@ -1,9 +1,14 @@
 """Typed, flat training recipes: the fields every task shares, the fields of each task,
 ``key=value`` overrides, and the resolved recipe as JSON.
 
-A recipe is one frozen dataclass instance in one file under :mod:`beitv2_zoo.train.recipes`;
-there is no inheritance between recipe *values* (each file states every hyperparameter it
-relies on), only between the four recipe *schemas* below, which share their common fields.
+A recipe is one frozen dataclass instance in one file (the published ones under
+:mod:`beitv2_zoo.train.recipes`; any other ``.py`` file defining ``RECIPE`` runs by path). In a
+published recipe each hyperparameter has one source: it sets only the fields that differ from its
+schema's defaults below, or, when it is a variant of another recipe (the 1600-epoch schedule of a
+300-epoch one, the large model of a base one), it is ``dataclasses.replace(that_recipe, <what
+differs>)`` (``tests/train/test_config.py`` checks both, and the values against the sources).
+The four recipe *schemas* share their common fields through :class:`TrainRecipe`. Every field of
+the resolved recipe is saved as ``recipe.json`` beside each checkpoint.
 
 Units: ``batch_size`` is per process (per GPU), as in mmpretrain's ``8xb256`` (8 GPUs × 256);
 the global batch is ``batch_size × world_size × accum_steps``. ``lr`` is the peak learning rate
@@ -22,6 +27,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import RecipeError
+from .schedule import WARMUP_STYLES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,6 +70,7 @@ class TrainRecipe:
     lr: float = 1e-3
     min_lr: float = 0.0
     warmup_start_factor: float = 0.0  # lr at step 0 is lr × this (official: 0; mmpretrain's LinearLR: 1e-4)
+    warmup_style: str = "official"  # 'official' (np.linspace: the peak at step W - 1) or 'mmengine' (LinearLR: at step W)
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
@@ -80,6 +87,7 @@ class TrainRecipe:
 
     def __post_init__(self) -> None:
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
+        _check(self.warmup_style in WARMUP_STYLES, f"warmup_style must be one of {WARMUP_STYLES}, got {self.warmup_style!r}")
         for key in ("batch_size", "accum_steps", "epochs", "log_interval", "save_interval", "keep_last", "img_size"):
             _check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)!r}")
         _check(0.0 < self.layer_decay <= 1.0, f"layer_decay must be in (0, 1], got {self.layer_decay}")

@@ -146,7 +146,8 @@ def _train(recipe: TrainRecipe, work_dir: Path, env: DistEnv, resume: bool, resu
     end = min(total_steps, stop_at) if stop_at else total_steps
     step = start_step
     for step in range(start_step, end):
-        lr = warmup_cosine(step, total_steps, peak_lr, warmup_steps, min_lr, recipe.warmup_start_factor)
+        lr = warmup_cosine(step, total_steps, peak_lr, warmup_steps, min_lr, recipe.warmup_start_factor,
+                          recipe.warmup_style)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
 

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -56,11 +57,39 @@ def test_layer_id_rules():
         == [0, 0, 4, 13, 13]
 
 
+def official_cosine_scheduler(base, final, epochs, steps_per_epoch, warmup_epochs, start=0.0):
+    """The official BEiT v2 ``utils.cosine_scheduler`` as its README and code describe it (reference §3),
+    written out with numpy: a ``linspace`` warmup, then a per-step half cosine."""
+    warmup_iters = warmup_epochs * steps_per_epoch
+    warmup = np.linspace(start, base, warmup_iters) if warmup_iters > 0 else np.array([])
+    iters = np.arange(epochs * steps_per_epoch - warmup_iters)
+    cosine = final + 0.5 * (base - final) * (1 + np.cos(np.pi * iters / len(iters)))
+    return np.concatenate((warmup, cosine))
+
+
+@pytest.mark.parametrize("warmup_epochs,steps", [(10, 14), (1, 5), (2, 1), (0, 7)])
+def test_official_warmup_style_is_the_official_scheduler(warmup_epochs, steps):
+    """Issue 12 item 9: 0.1 gave base·s/W, 7 % of the peak below the official value at W = 14."""
+    peak, final, epochs = 1.5e-3, 1e-5, 30
+    expected = official_cosine_scheduler(peak, final, epochs, steps, warmup_epochs)
+    total, warmup = epochs * steps, warmup_epochs * steps
+    ours = [warmup_cosine(s, total, peak, warmup, final, warmup_style="official") for s in range(total)]
+    assert np.allclose(ours, expected, rtol=1e-12, atol=0)
+
+
+def test_mmengine_warmup_style_reaches_the_peak_one_step_later():
+    peak, final = 1.5e-3, 1e-5
+    assert warmup_cosine(0, 100, peak, 10, final, warmup_style="mmengine") == 0.0
+    assert warmup_cosine(0, 100, peak, 10, final, warmup_start_factor=1e-4, warmup_style="mmengine") == pytest.approx(1.5e-7)
+    assert warmup_cosine(5, 100, peak, 10, final, warmup_style="mmengine") == pytest.approx(peak / 2)
+    assert warmup_cosine(9, 100, peak, 10, final, warmup_style="official") == pytest.approx(peak)
+    with pytest.raises(ValueError):
+        warmup_cosine(0, 100, peak, 10, final, warmup_style="other")
+
+
 def test_warmup_cosine_schedule():
     peak, final = 1.5e-3, 1e-5
     assert warmup_cosine(0, 100, peak, 10, final) == 0.0
-    assert warmup_cosine(0, 100, peak, 10, final, warmup_start_factor=1e-4) == pytest.approx(1.5e-7)
-    assert warmup_cosine(5, 100, peak, 10, final) == pytest.approx(peak / 2)
     assert warmup_cosine(10, 100, peak, 10, final) == pytest.approx(peak)
     assert warmup_cosine(55, 100, peak, 10, final) == pytest.approx(final + (peak - final) / 2)
     assert warmup_cosine(100, 100, peak, 10, final) == pytest.approx(final)

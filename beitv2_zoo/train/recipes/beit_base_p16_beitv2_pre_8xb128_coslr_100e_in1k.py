@@ -32,6 +32,7 @@ RECIPE = FinetuneRecipe(
     lr=5e-4,
     min_lr=1e-6,
     warmup_start_factor=1e-4,
+    warmup_style="mmengine",  # LinearLR then CosineAnnealingLR, iteration-based
     layer_decay=0.65,
     num_workers=5,
     save_interval=1250,  # one epoch at 1024 per step

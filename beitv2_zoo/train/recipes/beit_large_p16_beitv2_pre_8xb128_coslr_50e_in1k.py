@@ -6,6 +6,9 @@ drop path 0.2, 50 epochs, Mixup 0.8 / CutMix 1.0, 8 GPUs × 64 × ``update_freq`
 the augmentation, smoothing, erasing and evaluation are the base recipe's. The warmup is not
 stated; the script default is 5 epochs from 0. mmpretrain has no large BEiT v2 fine-tuning
 config. On 32 GB GPUs run ``batch_size=64 accum_steps=2`` for the official global batch.
+
+The recipe is the base fine-tuning recipe with the large command's values (and, where the base
+recipe follows mmpretrain, the official warmup from 0, 8 workers and bf16 AMP).
 """
 
 import dataclasses
@@ -23,6 +26,7 @@ RECIPE = dataclasses.replace(
     warmup_epochs=5,
     lr=2e-4,
     warmup_start_factor=0.0,
+    warmup_style="official",
     layer_decay=0.8,
     amp="bf16",
     num_workers=8,

@@ -7,13 +7,16 @@ length (cosine to epoch 1600); mmpretrain publishes no weights for it. The offic
 "0.1 for 1600 epochs"). The differences from the official code listed in the 300-epoch
 recipe's docstring apply here too (the official runs use ``tokenizer=vqkd_encoder_base_decoder_3x768x12_clip``,
 mmpretrain its copy ``vqkd_encoder``).
+
+The recipe is the 300-epoch one with :data:`LONG_SCHEDULE` applied.
 """
 
 import dataclasses
+from typing import Any
 
 from .beitv2_beit_base_p16_8xb256_amp_coslr_300e_in1k import RECIPE as RECIPE_300E
 
-LONG_SCHEDULE = dict(epochs=1600, drop_path_rate=0.1, betas=(0.9, 0.999))
+LONG_SCHEDULE: dict[str, Any] = dict(epochs=1600, drop_path_rate=0.1, betas=(0.9, 0.999))
 """What the 1600-epoch schedule changes in a 300-epoch MIM recipe (base and large alike)."""
 
 RECIPE = dataclasses.replace(RECIPE_300E, name="beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k", **LONG_SCHEDULE)

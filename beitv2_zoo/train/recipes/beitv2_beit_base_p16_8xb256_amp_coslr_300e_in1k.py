@@ -37,6 +37,7 @@ RECIPE = MIMRecipe(
     lr=1.5e-3,
     min_lr=1e-5,
     warmup_start_factor=1e-4,
+    warmup_style="mmengine",  # LinearLR then CosineAnnealingLR, iteration-based
     betas=(0.9, 0.98),
     clip_grad=3.0,
     amp="fp16",

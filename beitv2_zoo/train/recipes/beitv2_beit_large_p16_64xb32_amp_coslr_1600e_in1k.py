@@ -6,6 +6,9 @@ on 4 nodes × 16 GPUs, ``--layer_scale_init_value 1e-5``, otherwise the base com
 1.5e-3, 10 warmup epochs from 0, clipping 3.0, drop path 0.1, betas (0.9, 0.999), weight
 decay 0.05, cosine to 1e-5). mmpretrain has no large BEiT v2 config. The tokenizer is the
 same ViT-B/16 VQ-KD as for base.
+
+The recipe is the large 300-epoch one with the base 1600-epoch recipe's ``LONG_SCHEDULE``
+(epochs, drop path, betas) applied.
 """
 
 import dataclasses

@@ -3,6 +3,11 @@
 The official large command (see the 1600-epoch recipe) with ``PRETRAINING.md``'s settings
 for short schedules: 300 epochs, betas (0.9, 0.98), drop path 0. The official README
 reports 86.6 top-1 after fine-tuning (``beitv2_large_patch16_224_pt1k_300e``).
+
+The recipe is the base 300-epoch recipe with what the official large command changes (model,
+early layers, layer scale 1e-5, 32 per GPU) and two official choices where the base recipe
+follows mmpretrain: the official tokenizer and a warmup from 0. Its other values (lr, weight
+decay, clipping, schedule, masking, crops, AMP) are the official command's as well.
 """
 
 import dataclasses
@@ -18,4 +23,5 @@ RECIPE = dataclasses.replace(
     init_values=1e-5,
     batch_size=32,  # × 64 GPUs = 2048, the base recipe's global batch
     warmup_start_factor=0.0,  # the official warmup starts from 0
+    warmup_style="official",
 )
