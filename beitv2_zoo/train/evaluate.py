@@ -1,7 +1,8 @@
 """Classification evaluation: top-1 / top-5 and per-class accuracy, summed over ranks.
 
 Also the ``test`` entry point: a registered model (with its published or given weights), a
-recipe, or a training run evaluated on an ``ImageFolder`` / ``ann_file`` split, results as JSON.
+recipe (a name or a recipe file), or a training run evaluated on an ``ImageFolder`` /
+``ann_file`` split, results as JSON.
 """
 
 import json

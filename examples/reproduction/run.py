@@ -3,8 +3,8 @@ pretrained against the same architecture from scratch, for several seeds.
 
     python examples/reproduction/run.py            # writes results.json, curves.png, README table here
 
-Stages (recipes ``tiny-p4_digits_*`` in ``beitv2_zoo/train/recipes``; data from
-``prepare_digits.py``):
+Stages (recipes ``tiny-p4_digits_*``, the files in ``recipes/`` beside this script, run by path;
+data from ``prepare_digits.py``):
 
 0. teacher: a tiny BEiT classifier trained on the 500 labelled ``teacher/train`` digits
    (once; it is the fixed "external" network, as CLIP is for BEiT v2);
@@ -29,19 +29,22 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+RECIPES = HERE / "recipes"
 REPO = HERE.parents[1]
 SHIPPED = REPO / "beitv2_zoo" / "weights" / "files" / "beitv2_tiny_patch4_32_digits.safetensors"
 MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
 
 
 def run_stage(recipe_name: str, data: Path, work_dir: Path, **overrides: object) -> dict:
-    """Train one recipe in this process (skipped when its final weights exist); return its metrics.json."""
+    """Train the recipe ``recipes/<module name of recipe_name>.py`` in this process (skipped when its
+    final weights exist); return its metrics.json."""
     from beitv2_zoo.train.config import apply_overrides
     from beitv2_zoo.train.engine import train
-    from beitv2_zoo.train.recipes import get_recipe
+    from beitv2_zoo.train.recipes import get_recipe, module_name
 
     if not (work_dir / "metrics.json").is_file():
-        recipe = apply_overrides(get_recipe(recipe_name), {"data_root": str(data), **overrides})
+        recipe = get_recipe(RECIPES / f"{module_name(recipe_name)}.py")
+        recipe = apply_overrides(recipe, {"data_root": str(data), **overrides})
         start = time.perf_counter()
         train(recipe, work_dir, progress=False)
         seconds = time.perf_counter() - start

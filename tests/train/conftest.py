@@ -1,5 +1,8 @@
-"""Fixtures of the training tests: a generated 4-class ImageFolder (with one broken file) and
-chained tiny runs (VQ-KD → MIM) that later tests start from."""
+"""Fixtures of the training tests: a generated 4-class ImageFolder (with one broken file),
+chained tiny runs (VQ-KD → MIM) that later tests start from, and the tests' own recipes.
+
+The tiny recipes live in ``tests/train/recipes/`` (they do not ship in the wheel); tests run them
+by path, as a user runs any recipe outside the package (``beitv2-zoo train path/to/recipe.py``)."""
 
 from pathlib import Path
 
@@ -11,6 +14,10 @@ from beitv2_zoo.train.config import apply_overrides
 from beitv2_zoo.train.engine import train
 from beitv2_zoo.train.recipes import get_recipe
 
+RECIPES = Path(__file__).resolve().parent / "recipes"
+TINY_VQKD, TINY_MIM, TINY_FINETUNE, TINY_LINEAR_PROBE = (
+    str(RECIPES / f"tiny_{task}.py") for task in ("vqkd", "mim", "finetune", "linear_probe"))
+"""Paths of the tests' tiny recipes (what ``get_recipe`` and ``beitv2-zoo train`` take)."""
 COLOURS = [(220, 40, 40), (40, 200, 60), (40, 60, 220), (230, 210, 40)]
 
 
@@ -37,10 +44,10 @@ def image_folder(tmp_path_factory) -> Path:
     return root
 
 
-def run(recipe_name: str, data: Path, work_dir: Path, **overrides: object) -> Path:
-    """Train a recipe in this process without a progress bar; returns the work folder."""
-    recipe = apply_overrides(get_recipe(recipe_name), {"data_root": str(data), **overrides})
-    train(recipe, work_dir, progress=False)
+def run(recipe: str, data: Path, work_dir: Path, **overrides: object) -> Path:
+    """Train a recipe (a name or a recipe file) in this process without a progress bar; returns the work folder."""
+    resolved = apply_overrides(get_recipe(recipe), {"data_root": str(data), **overrides})
+    train(resolved, work_dir, progress=False)
     return work_dir
 
 
@@ -53,10 +60,10 @@ def losses(work_dir: Path, key: str = "loss") -> list[float]:
 
 @pytest.fixture(scope="session")
 def vqkd_run(image_folder, tmp_path_factory) -> Path:
-    return run("test_tiny_vqkd", image_folder, tmp_path_factory.mktemp("vqkd"), max_steps=8)
+    return run(TINY_VQKD, image_folder, tmp_path_factory.mktemp("vqkd"), max_steps=8)
 
 
 @pytest.fixture(scope="session")
 def mim_run(image_folder, vqkd_run, tmp_path_factory) -> Path:
-    return run("test_tiny_mim", image_folder, tmp_path_factory.mktemp("mim"), max_steps=8,
+    return run(TINY_MIM, image_folder, tmp_path_factory.mktemp("mim"), max_steps=8,
                tokenizer=str(vqkd_run / "model.safetensors"))

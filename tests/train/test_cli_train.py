@@ -14,12 +14,12 @@ from beitv2_zoo.train.config import apply_overrides, save_recipe
 from beitv2_zoo.train.models import build_classifier
 from beitv2_zoo.train.recipes import get_recipe
 
-from .conftest import write_folder
+from .conftest import TINY_FINETUNE, TINY_LINEAR_PROBE, write_folder
 
 
 def test_train_takes_overrides_anywhere(image_folder, tmp_path, capsys):
     work = tmp_path / "run"
-    code = main(["train", "test_tiny_linear_probe", "max_steps=2", "--data", str(image_folder), "log_interval=1",
+    code = main(["train", TINY_LINEAR_PROBE, "max_steps=2", "--data", str(image_folder), "log_interval=1",
                  "--work-dir", str(work), "--no-progress"])
     assert code == 0
     assert capsys.readouterr().out.strip().endswith("model.safetensors")
@@ -31,18 +31,19 @@ def test_train_takes_overrides_anywhere(image_folder, tmp_path, capsys):
 
 
 def test_train_errors_are_one_line_with_a_hint(image_folder, capsys):
-    assert main(["train", "test_tiny_finetune", "--data", str(image_folder), "lrr=1"]) == 1
+    assert main(["train", TINY_FINETUNE, "--data", str(image_folder), "lrr=1"]) == 1
     assert "did you mean lr" in capsys.readouterr().err
     assert main(["train", "no_such_recipe", "--data", str(image_folder)]) == 1
     assert "beitv2-zoo train --list" in capsys.readouterr().err
     assert main(["train", "--list"]) == 0
-    assert "beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k" in capsys.readouterr().out
+    listed = capsys.readouterr().out
+    assert "beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k" in listed and "tiny" not in listed  # published ones only
 
 
 def test_test_reports_known_accuracies(tmp_path):
     """A random 10-class model; each image is filed under its 1st-, 2nd- or last-ranked class, so the
     expected top-1 is 1/3 and top-5 is 2/3, class by class."""
-    recipe = apply_overrides(get_recipe("test_tiny_finetune"), {"num_classes": 10})
+    recipe = apply_overrides(get_recipe(TINY_FINETUNE), {"num_classes": 10})
     torch.manual_seed(0)
     model = build_classifier(recipe).eval()
     run_dir = tmp_path / "run"
@@ -76,7 +77,7 @@ def test_test_reports_known_accuracies(tmp_path):
 
 
 def test_python_module_entry_point(image_folder, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "beitv2_zoo.train", "test", "test_tiny_finetune", "--data",
+    done = subprocess.run([sys.executable, "-m", "beitv2_zoo.train", "test", TINY_FINETUNE, "--data",
                            str(image_folder), "--weights", str(tmp_path / "missing.safetensors")],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1 and "does not exist" in done.stderr
+    assert done.returncode == 1 and "does not exist" in done.stderr and "missing.safetensors" in done.stderr

@@ -15,16 +15,16 @@ import torch
 
 from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 
-from .conftest import run
+from .conftest import TINY_FINETUNE, TINY_MIM, run
 
 
 @pytest.mark.parametrize("recipe, extra", [
-    ("test_tiny_finetune", {}),
-    ("test_tiny_mim", {"clip_grad": 0.5}),
-])
+    (TINY_FINETUNE, {}),
+    (TINY_MIM, {"clip_grad": 0.5}),
+], ids=["finetune", "mim"])
 def test_two_processes_equal_one(recipe, extra, image_folder, tmp_path, mim_run, vqkd_run):
-    start = {"test_tiny_finetune": f"pretrained={mim_run / 'model.safetensors'}",
-             "test_tiny_mim": f"tokenizer={vqkd_run / 'model.safetensors'}"}[recipe]
+    start = {TINY_FINETUNE: f"pretrained={mim_run / 'model.safetensors'}",
+             TINY_MIM: f"tokenizer={vqkd_run / 'model.safetensors'}"}[recipe]
     overrides = [start, "max_steps=4", "batch_size=4", *(f"{k}={v}" for k, v in extra.items())]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "beitv2_zoo", "train", recipe, "--data", str(image_folder), "--no-progress", "--device", "cpu",
@@ -44,7 +44,7 @@ def test_two_processes_equal_one(recipe, extra, image_folder, tmp_path, mim_run,
 
 
 def test_test_command_under_torchrun_counts_every_image_once(image_folder, tmp_path, mim_run):
-    run_dir = run("test_tiny_finetune", image_folder, tmp_path / "run", max_steps=2,
+    run_dir = run(TINY_FINETUNE, image_folder, tmp_path / "run", max_steps=2,
                   pretrained=str(mim_run / "model.safetensors"))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "beitv2_zoo",
                "test", str(run_dir), "--data", str(image_folder), "--device", "cpu", "--workers", "0",

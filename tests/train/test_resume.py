@@ -16,7 +16,7 @@ from beitv2_zoo.train.engine import train
 from beitv2_zoo.train.errors import NonFiniteLossError, ResumeError
 from beitv2_zoo.train.recipes import get_recipe
 
-from .conftest import run
+from .conftest import TINY_FINETUNE, TINY_MIM, TINY_VQKD, run
 
 # Every source of randomness on: Mixup/CutMix, drop path, RandAugment, erasing, EMA, worker processes.
 NOISY = dict(max_steps=8, mixup=0.8, cutmix=1.0, drop_path_rate=0.1, ema_decay=0.9, save_interval=3, keep_last=2)
@@ -32,8 +32,8 @@ def _assert_same_files(a, b, names=("model.safetensors", "ema.safetensors")):
 
 def test_stop_and_resume_is_bit_for_bit(image_folder, tmp_path, mim_run):
     overrides = {**NOISY, "pretrained": str(mim_run / "model.safetensors"), "num_workers": 1}
-    whole = run("test_tiny_finetune", image_folder, tmp_path / "whole", **overrides)
-    recipe = apply_overrides(get_recipe("test_tiny_finetune"), {"data_root": str(image_folder), **overrides})
+    whole = run(TINY_FINETUNE, image_folder, tmp_path / "whole", **overrides)
+    recipe = apply_overrides(get_recipe(TINY_FINETUNE), {"data_root": str(image_folder), **overrides})
     train(recipe, tmp_path / "parts", stop_at=4, progress=False)
     assert not (tmp_path / "parts" / "model.safetensors").exists()
     assert [p.name for p in list_checkpoints(tmp_path / "parts")] == ["step_00000003", "step_00000004"]
@@ -48,15 +48,15 @@ def test_stop_and_resume_is_bit_for_bit(image_folder, tmp_path, mim_run):
 
 def test_mim_resume_is_bit_for_bit(image_folder, tmp_path, vqkd_run):
     overrides = {"max_steps": 6, "drop_path_rate": 0.1, "tokenizer": str(vqkd_run / "model.safetensors")}
-    whole = run("test_tiny_mim", image_folder, tmp_path / "whole", **overrides)
-    recipe = apply_overrides(get_recipe("test_tiny_mim"), {"data_root": str(image_folder), **overrides})
+    whole = run(TINY_MIM, image_folder, tmp_path / "whole", **overrides)
+    recipe = apply_overrides(get_recipe(TINY_MIM), {"data_root": str(image_folder), **overrides})
     train(recipe, tmp_path / "parts", stop_at=2, progress=False)
     train(recipe, tmp_path / "parts", resume=True, progress=False)
     _assert_same_files(whole, tmp_path / "parts", names=("model.safetensors",))
 
 
 def test_killed_process_resumes_to_the_same_weights(image_folder, tmp_path, mim_run):
-    args = ["train", "test_tiny_finetune", "--data", str(image_folder), "--no-progress", "max_steps=60",
+    args = ["train", TINY_FINETUNE, "--data", str(image_folder), "--no-progress", "max_steps=60",
             "save_interval=5", f"pretrained={mim_run / 'model.safetensors'}", "drop_path_rate=0.1", "mixup=0.8"]
     whole = tmp_path / "whole"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -81,15 +81,15 @@ def test_killed_process_resumes_to_the_same_weights(image_folder, tmp_path, mim_
 
 
 def test_resume_refuses_another_global_batch(image_folder, tmp_path):
-    run("test_tiny_finetune", image_folder, tmp_path / "run", max_steps=2)
-    recipe = apply_overrides(get_recipe("test_tiny_finetune"), {"data_root": str(image_folder), "max_steps": 2,
+    run(TINY_FINETUNE, image_folder, tmp_path / "run", max_steps=2)
+    recipe = apply_overrides(get_recipe(TINY_FINETUNE), {"data_root": str(image_folder), "max_steps": 2,
                                                                  "batch_size": 4})
     with pytest.raises(ResumeError, match="global batch of 8"):
         train(recipe, tmp_path / "run", resume=True, progress=False)
 
 
 def test_non_finite_loss_stops_with_a_clear_message(image_folder, tmp_path):
-    recipe = apply_overrides(get_recipe("test_tiny_finetune"), {"data_root": str(image_folder), "max_steps": 4,
+    recipe = apply_overrides(get_recipe(TINY_FINETUNE), {"data_root": str(image_folder), "max_steps": 4,
                                                                  "lr": 1e30, "save_interval": 1})
     with pytest.raises(NonFiniteLossError, match=r"loss is not finite .* last good weights are in"):
         train(recipe, tmp_path / "nan", progress=False)
@@ -97,8 +97,8 @@ def test_non_finite_loss_stops_with_a_clear_message(image_folder, tmp_path):
 
 def test_vqkd_resume_across_a_codebook_restart_is_bit_for_bit(image_folder, tmp_path):
     overrides = {"max_steps": 20}  # 8 steps per epoch: restarts happen at steps 9 and 17
-    whole = run("test_tiny_vqkd", image_folder, tmp_path / "whole", **overrides)
-    recipe = apply_overrides(get_recipe("test_tiny_vqkd"), {"data_root": str(image_folder), **overrides})
+    whole = run(TINY_VQKD, image_folder, tmp_path / "whole", **overrides)
+    recipe = apply_overrides(get_recipe(TINY_VQKD), {"data_root": str(image_folder), **overrides})
     train(recipe, tmp_path / "parts", stop_at=16, progress=False)  # stop exactly at an epoch's end
     train(recipe, tmp_path / "parts", resume=True, progress=False)
     _assert_same_files(whole, tmp_path / "parts", names=("model.safetensors",))
