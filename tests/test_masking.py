@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from beitv2_zoo.masking import BlockMaskGenerator
+from beitv2_zoo.train.masking import BlockMaskGenerator
 
 
 def test_every_mask_has_exactly_the_target_count():

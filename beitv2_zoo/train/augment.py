@@ -17,7 +17,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.nn import functional as F
 
-from ..masking import BlockMaskGenerator
+from .masking import BlockMaskGenerator
 from ..transforms import EvalTransform
 from ..weights.schema import Preprocessing
 

@@ -18,7 +18,7 @@ Where the official ``microsoft/unilm`` recipe differs, and what this recipe does
   so its codebook drifts by EMA during pretraining; here (as in the official code) the
   tokenizer is frozen in eval mode. Global batch: official 16 × 128, mmpretrain 8 × 256 (both 2048).
 * masks: mmpretrain's block corners exclude the last row/column (numpy's exclusive bound);
-  we use the official generator (``beitv2_zoo.masking``). Resizing: mmpretrain resizes with
+  we use the official generator (``beitv2_zoo.train.masking``). Resizing: mmpretrain resizes with
   OpenCV, the official code and we with Pillow.
 """
 
