@@ -106,11 +106,12 @@ def _usage(record: WeightRecord) -> list[str]:
     elif record.task == "masked-image-modeling":
         body = [
             "from beitv2_zoo import get_model",
+            "from beitv2_zoo.train.objectives import mim_loss",
             "",
             f"model = get_model('{record.name}', pretrained=True)",
             "early, last = model(x)   # x ImageNet-normalised; raw outputs of the aggregation block and the last block",
             "targets = model.tokenizer.encode(images)   # images in [0, 1] -> code ids [B, 14, 14]",
-            "losses = model.loss(x, images, mask)   # mask [B, 14, 14], e.g. from beitv2_zoo.masking",
+            "losses = mim_loss(model, x, images, mask)   # mask [B, 14, 14], e.g. from beitv2_zoo.train.masking",
         ]
     else:
         body = [

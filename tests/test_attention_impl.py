@@ -4,10 +4,11 @@ import pytest
 import torch
 
 from beitv2_zoo import get_model
-from beitv2_zoo.layers import Attention
+from beitv2_zoo.layers import Attention, fast
 from beitv2_zoo.layers.attention import eager_attention, set_attention_impl
 from beitv2_zoo.models import BeitV2Pretrain
 from beitv2_zoo.models.mim import MIM_ARCHITECTURES
+from beitv2_zoo.train.objectives import mim_loss
 
 from .conftest import image_batch, max_abs_diff, randomize_
 
@@ -44,7 +45,7 @@ def test_eager_and_sdpa_training_step_agree():
     def loss_and_grads(impl: str) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         set_attention_impl(model, impl)
         model.zero_grad(set_to_none=True)
-        loss = model(images, mask=mask, target_images=targets)["loss"]
+        loss = mim_loss(model, images, targets, mask)["loss"]
         loss.backward()
         return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
@@ -65,21 +66,17 @@ def test_eager_attention_with_and_without_bias_matches_sdpa():
 
 
 def test_bf16_cpu_inference_attention_matches_sdpa_within_bfloat16_rounding():
-    """bfloat16 at CPU inference takes two batched GEMMs instead of the fused kernel; same function."""
-    from beitv2_zoo.layers.attention import _batched_bf16_cpu_attention, _takes_bf16_cpu_path
-
+    """bfloat16 at CPU inference takes two batched GEMMs instead of the fused kernel (which calls:
+    tests/test_fast_paths.py); same function."""
     generator = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 3, 17, 8, generator=generator) for _ in range(3))
     bias = torch.randn(1, 3, 17, 17, generator=generator)
     for b in (bias, None):
         reference = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=b)
         with torch.inference_mode():
-            fast = _batched_bf16_cpu_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), None if b is None else b.bfloat16())
-        assert fast.dtype == torch.bfloat16 and fast.shape == reference.shape
-        assert max_abs_diff(fast.float(), reference) <= 3e-2  # a few bfloat16 steps on values of order 1
-    with torch.inference_mode():
-        assert _takes_bf16_cpu_path(q.bfloat16()) and not _takes_bf16_cpu_path(q)
-    assert not _takes_bf16_cpu_path(q.bfloat16().requires_grad_())  # gradients recorded: the fused kernel
+            out = fast.batched_bf16_attention(*(t.bfloat16() for t in (q, k, v)), None if b is None else b.bfloat16())
+        assert out.dtype == torch.bfloat16 and out.shape == reference.shape
+        assert max_abs_diff(out.float(), reference) <= 3e-2  # a few bfloat16 steps on values of order 1
 
 
 def test_bf16_model_keeps_close_to_float32():

@@ -13,7 +13,7 @@ from beitv2_zoo import get_model
 from beitv2_zoo.bench import SECTIONS, format_report, run_benchmark
 from beitv2_zoo.bench.folder import folder_throughput, write_photo_folder
 from beitv2_zoo.bench.machine import flops_per_image, nominal_bf16_tflops
-from beitv2_zoo.bench.mim_step import mim_step_throughput, training_flops
+from beitv2_zoo.bench.mim_step import RECIPE_NAME, mask_generator, mim_step_throughput, step_lr, training_flops
 from beitv2_zoo.cli import main
 from beitv2_zoo.cli import bench as bench_command
 from beitv2_zoo.models import BeitV2Pretrain
@@ -75,6 +75,22 @@ def test_mim_step_reports_a_refusing_backend_and_rejects_unknown_variants():
     assert "error" in rows["sdpa:efficient"]  # no memory-efficient kernel on CPU
     with pytest.raises(ValueError, match="unknown attention variant"):
         mim_step_throughput("test_beitv2_mim_tiny", attentions=("flash",), log=lambda m: None)
+
+
+def test_mim_step_takes_its_settings_from_the_published_recipe():
+    from beitv2_zoo.train.recipes import get_recipe
+
+    recipe = get_recipe(RECIPE_NAME)
+    masks = mask_generator(recipe, (14, 14), seed=0)
+    assert (masks.num_masking_patches, masks.min_num_patches, masks.max_num_patches) == (75, 16, 75)
+    assert mask_generator(recipe, (7, 7), seed=0).num_masking_patches == 19  # 75/196 of the patches, rounded
+    assert step_lr(recipe, recipe.base_batch_size) == recipe.lr and step_lr(recipe, 1024) == recipe.lr / 2
+    result = mim_step_throughput("test_beitv2_mim_tiny", batch_size=2, steps=1, repeats=1, attentions=("eager",),
+                                 log=lambda m: None)
+    assert result["recipe"] == RECIPE_NAME and result["masked_patches"] == 75
+    assert "betas 0.9/0.98" in result["optimizer"] and "wd 0.05" in result["optimizer"]
+    with pytest.raises(ValueError, match="needs a MIM recipe"):
+        mim_step_throughput("test_beitv2_mim_tiny", recipe="vqkd_encoder_base_decoder_3x768x12_clip", log=lambda m: None)
 
 
 def test_mim_training_flops_follow_the_stated_formula():

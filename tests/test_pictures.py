@@ -64,11 +64,10 @@ def test_attention_maps_are_the_attention_the_model_uses(tiny_weights):
         probs = model.attention_maps(x, 0)
         assert probs.shape == (1, 2, 197, 197)
         assert torch.allclose(probs.sum(-1), torch.ones(1, 2, 197))
-        block, tokens = model.blocks[0], model._embed(x)
-        q, k, v, _ = block.attn._qkv_and_bias(block.norm1(tokens), None)
+        attn, tokens = model.blocks[0].attn, model.blocks[0].norm1(model._embed(x))
+        q, k, v = attn.split_heads(torch.nn.functional.linear(tokens, attn.qkv.weight, attn.qkv_bias()))
         from_probs = (probs @ v).transpose(1, 2).reshape(1, 197, 64)
-        direct = torch.nn.functional.scaled_dot_product_attention(
-            q, k, v, attn_mask=block.attn._qkv_and_bias(block.norm1(tokens), None)[3])
+        direct = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn.position_bias(None, q.dtype))
         assert torch.allclose(from_probs, direct.transpose(1, 2).reshape(1, 197, 64), atol=1e-5)
     with pytest.raises(IndexError):
         model.attention_maps(x, 4)

@@ -12,7 +12,6 @@ are illustrations and are not run; the training subpackage has its own tests.
 import dataclasses
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 import torch

@@ -7,7 +7,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..layers.linear import linear
+from ..layers.fast import linear
 
 
 def describe(device: torch.device | str = "cpu") -> dict:

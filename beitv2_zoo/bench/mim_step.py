@@ -1,11 +1,16 @@
 """Throughput of one BEiT v2 pretraining step, with fused (SDPA) against eager attention.
 
-One step is what :mod:`beitv2_zoo.train.engine` does per optimizer step of the MIM recipe,
-without the data loader: the frozen VQ-KD tokenizer computes the targets, the model
-predicts the codes of the masked patches (both branches), the loss goes backward, the
-global gradient norm is clipped to 3.0, and AdamW (the recipe's groups, lr 1.5e-3, betas
-0.9/0.98, weight decay 0.05) steps. Random weights, one fixed batch of random images and
-block masks (75 of 196 patches at 224/16), bf16 autocast on CUDA (fp32 on CPU unless told).
+One step is what :mod:`beitv2_zoo.train.engine` does per optimizer step of the MIM recipe
+(:data:`RECIPE_NAME`, read with :func:`~beitv2_zoo.train.recipes.get_recipe`: this module holds
+no hyperparameter of its own), without the data loader: the frozen VQ-KD tokenizer computes the
+targets, the model predicts the codes of the masked patches (both branches), the loss
+(:func:`~beitv2_zoo.train.objectives.mim_loss`, the training loop's objective) goes backward,
+the global gradient norm is clipped to the recipe's ``clip_grad`` (3.0), and AdamW steps with
+the recipe's parameter groups (weight decay 0.05, layer decay), betas (0.9/0.98), eps and peak
+lr, scaled linearly from ``base_batch_size`` to the measured batch as the training loop scales
+it. Random weights, one fixed batch of random images and the recipe's block masks (75 of 196
+patches at 224/16, scaled by area on another grid), bf16 autocast on CUDA (fp32 on CPU unless
+told); the recipe's drop path and aggregation depth apply to the model.
 
 Attention variants (:func:`beitv2_zoo.layers.attention.set_attention_impl` on the same model):
 
@@ -36,17 +41,20 @@ import numpy as np
 import torch
 
 from ..layers.attention import set_attention_impl
-from ..masking import BlockMaskGenerator
+from ..train.masking import BlockMaskGenerator
 from ..models import BeitV2Pretrain
 from ..models.mim import MIM_ARCHITECTURES
+from ..train.config import MIMRecipe
+from ..train.objectives import mim_loss
 from ..train.optim import build_adamw, param_groups
+from ..train.recipes import get_recipe
 from .machine import flops_per_image, synchronize
 
 DEFAULT_ATTENTIONS = ("sdpa", "eager")
 SDPA_BACKENDS = {"flash": "FLASH_ATTENTION", "efficient": "EFFICIENT_ATTENTION", "cudnn": "CUDNN_ATTENTION", "math": "MATH"}
 """The ``'sdpa:<backend>'`` variants and the :class:`torch.nn.attention.SDPBackend` each holds SDPA to."""
-RECIPE = {"lr": 1.5e-3, "betas": (0.9, 0.98), "eps": 1e-8, "weight_decay": 0.05, "clip_grad": 3.0, "mask_ratio": 75 / 196}
-"""The settings of ``beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k`` that a step depends on."""
+RECIPE_NAME = "beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k"
+"""The published recipe whose optimizer step is measured."""
 
 
 def _vit_settings(model: torch.nn.Module, depth: int) -> dict:
@@ -105,19 +113,40 @@ def sdpa_kernel_name(model: BeitV2Pretrain, batch: int, dtype: torch.dtype, devi
         return "unknown"
 
 
-def _batch(model: BeitV2Pretrain, batch: int, device: torch.device, seed: int) -> dict[str, torch.Tensor]:
+def mask_generator(recipe: MIMRecipe, grid: tuple[int, int], seed: int) -> BlockMaskGenerator:
+    """The recipe's block masks on ``grid``: its patch counts as they are on the recipe's own grid,
+    scaled by area on another one."""
+    patch = recipe.patch_size or MIM_ARCHITECTURES[recipe.model]["patch_size"]
+    scale = grid[0] * grid[1] / (recipe.img_size // patch) ** 2
+
+    def scaled(count: int) -> int:
+        return max(1, round(count * scale))
+
+    return BlockMaskGenerator(grid, num_masking_patches=scaled(recipe.num_mask_patches),
+                              min_num_patches=scaled(recipe.min_mask_patches),
+                              max_num_patches=scaled(recipe.max_mask_patches) if recipe.max_mask_patches else None,
+                              seed=seed)
+
+
+def step_lr(recipe: MIMRecipe, batch_size: int) -> float:
+    """The recipe's peak lr for ``batch_size`` images per step on one process (the training loop's linear scaling)."""
+    return recipe.lr * batch_size / recipe.base_batch_size if recipe.base_batch_size else recipe.lr
+
+
+def _batch(model: BeitV2Pretrain, recipe: MIMRecipe, batch: int, device: torch.device,
+           seed: int) -> dict[str, torch.Tensor]:
     """Random ``image`` (normalised), ``target_image`` (in [0, 1]) ``[B, 3, S, S]`` and block ``mask`` ``[B, h, w]``."""
     grid = tuple(model.patch_embed.grid_size)
     size = model.patch_embed.img_size
     generator = torch.Generator().manual_seed(seed)
-    masks = BlockMaskGenerator(grid, num_masking_patches=round(RECIPE["mask_ratio"] * grid[0] * grid[1]), seed=seed)
+    masks = mask_generator(recipe, grid, seed)
     return {"image": torch.randn(batch, 3, size, size, generator=generator).to(device),
             "target_image": torch.rand(batch, 3, size, size, generator=generator).to(device),
             "mask": torch.from_numpy(np.stack([masks() for _ in range(batch)])).to(device)}
 
 
 def mim_step_throughput(
-    architecture: str = "beitv2_mim_base_patch16",
+    architecture: str | None = None,
     batch_size: int = 64,
     steps: int = 5,
     repeats: int = 5,
@@ -128,11 +157,12 @@ def mim_step_throughput(
     nominal_peak_tflops: float | None = None,
     seed: int = 0,
     log: Callable[[str], None] = print,
+    recipe: str = RECIPE_NAME,
 ) -> dict:
     """Images/s and model FLOP utilisation of the MIM training step, per attention variant.
 
     Args:
-        architecture: a key of :data:`~beitv2_zoo.models.mim.MIM_ARCHITECTURES`.
+        architecture: a key of :data:`~beitv2_zoo.models.mim.MIM_ARCHITECTURES` (default: the recipe's model).
         batch_size: images per step (the recipe's per-GPU batch is 256).
         steps: steps per timed run (one synchronisation at each end of the run).
         repeats: timed runs per variant, interleaved across variants (after one warm-up run
@@ -142,6 +172,8 @@ def mim_step_throughput(
         precision: ``'bf16'`` (autocast) or ``'fp32'``; default bf16 on CUDA, fp32 on CPU.
         peak_gflops: the measured GEMM peak per precision (``machine.gemm_peak``), for MFU.
         nominal_peak_tflops: the card's datasheet dense bf16 peak, for MFU (of bf16 runs).
+        recipe: the MIM recipe (a name or file, see :func:`~beitv2_zoo.train.recipes.get_recipe`)
+            whose optimizer, clipping, masks, drop path and aggregation depth the step uses.
 
     Returns:
         A JSON-serialisable dict: the setup, ``gflop_per_image`` (with the formula),
@@ -158,21 +190,29 @@ def mim_step_throughput(
     precision = precision or ("bf16" if device.type == "cuda" else "fp32")
     if precision not in ("bf16", "fp32"):
         raise ValueError(f"precision must be 'bf16' or 'fp32', got {precision!r}")
+    settings = get_recipe(recipe)
+    if not isinstance(settings, MIMRecipe):
+        raise ValueError(f"recipe {recipe!r} is a {settings.task} recipe; the step needs a MIM recipe")
+    architecture = architecture or settings.model
     torch.manual_seed(seed)
-    model = BeitV2Pretrain(**MIM_ARCHITECTURES[architecture]).to(device).train()
-    optimizer = build_adamw(param_groups(model.named_parameters(), RECIPE["weight_decay"], model.no_weight_decay()),
-                            RECIPE["lr"], RECIPE["betas"], RECIPE["eps"])
+    model = BeitV2Pretrain(**MIM_ARCHITECTURES[architecture], head_layers=settings.head_layers,
+                           drop_path_rate=settings.drop_path_rate).to(device).train()
+    lr = step_lr(settings, batch_size)
+    groups = param_groups(model.named_parameters(), settings.weight_decay, model.no_weight_decay(),
+                          settings.layer_decay, len(model.blocks))
+    optimizer = build_adamw(groups, lr, settings.betas, settings.eps)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    inputs = _batch(model, batch_size, device, seed)
+    inputs = _batch(model, settings, batch_size, device, seed)
     masked = int(inputs["mask"][0].sum())
     flops = training_flops(model, masked)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     def step() -> None:
         with autocast:
-            loss = model(inputs["image"], mask=inputs["mask"], target_images=inputs["target_image"])["loss"]
+            loss = mim_loss(model, inputs["image"], inputs["target_image"], inputs["mask"])["loss"]
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, RECIPE["clip_grad"])
+        if settings.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(trainable, settings.clip_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
@@ -238,7 +278,11 @@ def mim_step_throughput(
     return {
         "architecture": architecture, "device": str(device), "batch": batch_size, "steps_per_run": steps,
         "repeats": repeats, "precision": "bf16 autocast" if precision == "bf16" else "fp32",
-        "masked_patches": masked, "optimizer": "AdamW (lr 1.5e-3, betas 0.9/0.98, wd 0.05), clip 3.0",
+        "recipe": settings.name, "masked_patches": masked,
+        "optimizer": (f"AdamW (lr {lr:.3g} = {settings.lr:g} x {batch_size}/{settings.base_batch_size or batch_size}, "
+                      f"betas {settings.betas[0]:g}/{settings.betas[1]:g}, eps {settings.eps:g}, "
+                      f"wd {settings.weight_decay:g}, layer decay {settings.layer_decay:g}), "
+                      f"clip {settings.clip_grad:g}"),
         "gflop_per_image": {k: v / 1e9 for k, v in flops.items()},
         "flop_formula": "3 x student forward (blocks + aggregation blocks + LM head on masked patches) + tokenizer forward",
         "nominal_peak_tflops": nominal_peak_tflops,

@@ -1,23 +1,27 @@
 """Building blocks of the BEiT vision transformer.
 
-Nothing here knows about checkpoints, names or downloads: these are plain
-``torch.nn`` modules with shapes in their docstrings.
+Nothing here knows about checkpoints, names or downloads: these are plain ``torch.nn``
+modules with shapes in their docstrings, written as the reference math. The CPU fast paths
+(oneDNN projections, bfloat16 attention) live in :mod:`beitv2_zoo.layers.fast`, behind one switch.
 """
 
-from .attention import Attention
+from .attention import ATTENTION_IMPLS, Attention, set_attention_impl
 from .block import Block
-from .drop_path import DropPath
+from .drop_path import DropPath, drop_path_schedule
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
 from .rel_pos import RelativePositionBias, relative_position_index, resize_rel_pos_bias_table
 
 __all__ = [
+    "ATTENTION_IMPLS",
     "Attention",
     "Block",
     "DropPath",
     "Mlp",
     "PatchEmbed",
     "RelativePositionBias",
+    "drop_path_schedule",
     "relative_position_index",
     "resize_rel_pos_bias_table",
+    "set_attention_impl",
 ]

@@ -1,10 +1,14 @@
-"""Multi-head self-attention with BEiT's q/v biases and relative position bias."""
+"""Multi-head self-attention with BEiT's q/v biases and relative position bias.
+
+This is the reference computation. At CPU inference :class:`Attention` hands its forward pass to
+:func:`beitv2_zoo.layers.fast.attention` (the same function through faster kernels).
+"""
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .linear import linear
+from . import fast
 from .rel_pos import gather_bias, num_relative_distances, relative_position_index
 
 ATTENTION_IMPLS = ("sdpa", "eager")
@@ -31,30 +35,6 @@ def eager_attention(
     return weights @ v
 
 
-def _batched_bf16_cpu_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """``softmax(q·kᵀ/√d + bias)·v`` as two batched bfloat16 GEMMs: ``[B, H, L, d]`` → ``[B, H, L, d]``.
-
-    For bfloat16 on the CPU at inference. With BEiT's short sequences (L = 197) the fused
-    SDPA kernel's blocking costs more than it saves: on 2 AVX-512-BF16 cores, 12 heads, it took
-    7.6 ms at batch 8 where ``baddbmm`` + ``softmax`` + ``bmm`` took 3.4 ms (0.97 vs 0.40 ms at
-    batch 1, equal at batch 32). The GEMMs accumulate in float32 like the fused kernel; the
-    attention weights are rounded to bfloat16 before the second product, which moves the
-    output by about one bfloat16 step (max abs error against float32 2.4e-2 vs 1.6e-2).
-    """
-    batch, heads, length, head_dim = q.shape
-    q, k, v = (t.reshape(batch * heads, length, head_dim) for t in (q, k, v))
-    logits = torch.bmm(q, k.transpose(1, 2)).view(batch, heads, length, length)
-    logits = logits * head_dim**-0.5 if bias is None else torch.add(bias, logits, alpha=head_dim**-0.5)
-    weights = logits.softmax(dim=-1).view(batch * heads, length, length)
-    return torch.bmm(weights, v).view(batch, heads, length, head_dim)
-
-
-def _takes_bf16_cpu_path(q: torch.Tensor) -> bool:
-    if q.dtype != torch.bfloat16 or q.device.type != "cpu" or torch.is_grad_enabled():
-        return False
-    return not (torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
-
-
 def set_attention_impl(module: nn.Module, impl: str) -> None:
     """Make every :class:`Attention` inside ``module`` compute with ``impl`` (one of :data:`ATTENTION_IMPLS`).
 
@@ -69,13 +49,11 @@ def set_attention_impl(module: nn.Module, impl: str) -> None:
 
 
 class Attention(nn.Module):
-    """Self-attention computed by ``scaled_dot_product_attention``.
+    """``proj(softmax(q·kᵀ/√d + bias)·v)`` over ``H`` heads, with ``q, k, v = x·W_qkvᵀ + (q_bias, 0, v_bias)``.
 
-    ``qkv`` has no bias of its own: ``q_bias`` and ``v_bias`` are separate parameters
-    and the key bias is zero, as in BEiT. Relative position biases (this layer's own
-    table and/or a bias shared across layers) enter as the additive attention mask.
-    ``attn_impl = 'eager'`` (see :func:`set_attention_impl`) computes the same attention
-    in explicit ops instead, for benchmarks.
+    ``qkv`` has no bias of its own: ``q_bias`` and ``v_bias`` are separate parameters and the
+    key bias is zero, as in BEiT. Relative position biases (this layer's own table and/or a
+    bias shared across layers) enter as the additive attention mask.
 
     Args:
         dim: token width ``D``.
@@ -132,54 +110,54 @@ class Attention(nn.Module):
             return None
         return gather_bias(self.relative_position_bias_table, self.relative_position_index)
 
-    def _derived(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """``(qkv_bias, own_bias)``, computed once and reused while no gradient is recorded.
+    def position_bias(
+        self, shared_bias: torch.Tensor | None, dtype: torch.dtype, own: torch.Tensor | None = None
+    ) -> torch.Tensor | None:
+        """The additive attention bias ``[1, H, L, L]`` (own table + shared bias, either optional), or ``None``.
 
-        Both are pure functions of parameters, so at inference they are cached and recomputed
-        only when a parameter is replaced or modified in place (its storage or version changes).
+        ``own`` is :meth:`own_bias` when given (the fast path gathers it its own way). The result
+        is 4-D on purpose: ``scaled_dot_product_attention`` takes its fused (flash) CPU kernel
+        only for a 4-D mask and falls back to the slower math path for ``[H, L, L]``.
         """
-        if torch.is_grad_enabled():
-            return self.qkv_bias(), self.own_bias()
-        sources = [p for p in (self.q_bias, self.v_bias, self.relative_position_bias_table) if p is not None]
-        stamp = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in sources)
-        if getattr(self, "_derived_stamp", None) != stamp:
-            self._derived_cache = (self.qkv_bias(), self.own_bias())
-            self._derived_stamp = stamp
-        return self._derived_cache
-
-    def _qkv_and_bias(
-        self, x: torch.Tensor, shared_bias: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``q, k, v`` as ``[B, H, L, D/H]`` and the total additive bias ``[1, H, L, L]`` (or ``None``).
-
-        The bias is 4-D on purpose: ``scaled_dot_product_attention`` takes its fused (flash)
-        CPU kernel only for a 4-D mask and falls back to the slower math path for ``[H, L, L]``.
-        """
-        batch, length, _ = x.shape
-        qkv_bias, own = self._derived()
-        qkv = linear(x, self.qkv.weight, qkv_bias)
-        q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        own = self.own_bias() if own is None else own
         bias = shared_bias if own is None else (own if shared_bias is None else own + shared_bias)
-        return q, k, v, None if bias is None else bias.to(q.dtype).unsqueeze(0)
+        return None if bias is None else bias.to(dtype).unsqueeze(0)
+
+    def split_heads(self, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, L, 3D]`` → ``q, k, v``, each ``[B, H, L, D/H]``."""
+        batch, length, _ = qkv.shape
+        q, k, v = qkv.view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
+        return q, k, v
+
+    @staticmethod
+    def merge_heads(x: torch.Tensor) -> torch.Tensor:
+        """``[B, H, L, d]`` → ``[B, L, H·d]``."""
+        if torch.compiler.is_exporting():  # the ONNX exporter mis-strides a view of the fused kernel's output
+            return torch.cat(x.unbind(1), dim=-1)
+        batch, heads, length, head_dim = x.shape
+        return x.transpose(1, 2).reshape(batch, length, heads * head_dim)
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None, dropout_p: float
+    ) -> torch.Tensor:
+        """``softmax(q·kᵀ/√d + bias)·v`` with :attr:`attn_impl`: ``[B, H, L, d]`` → ``[B, H, L, d]``."""
+        if self.attn_impl == "eager":
+            return eager_attention(q, k, v, bias, dropout_p)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
     def attention_probs(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis)."""
-        q, k, _, bias = self._qkv_and_bias(x, shared_bias)
-        return attention_weights(q, k, bias)
+        """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis).
+
+        The projection is the one :meth:`forward` uses (:func:`fast.linear` at CPU inference).
+        """
+        q, k, _ = self.split_heads(fast.linear(x, self.qkv.weight, self.qkv_bias()))
+        return attention_weights(q, k, self.position_bias(shared_bias, q.dtype))
 
     def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
-        batch, length, dim = x.shape
-        q, k, v, bias = self._qkv_and_bias(x, shared_bias)
+        if fast.applies(x):  # CPU inference: the same function through faster kernels
+            return fast.attention(self, x, shared_bias)
+        q, k, v = self.split_heads(F.linear(x, self.qkv.weight, self.qkv_bias()))
         dropout_p = self.attn_drop if self.training else 0.0
-        if self.attn_impl == "eager":
-            x = eager_attention(q, k, v, bias, dropout_p)
-        elif _takes_bf16_cpu_path(q) and not dropout_p:
-            x = _batched_bf16_cpu_attention(q, k, v, bias)
-        else:
-            x = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
-        if torch.compiler.is_exporting():  # the ONNX exporter mis-strides a view of the fused kernel's output
-            x = torch.cat(x.unbind(1), dim=-1)
-        else:
-            x = x.transpose(1, 2).reshape(batch, length, dim)
-        return self.proj_drop(linear(x, self.proj.weight, self.proj.bias))
+        out = self.attend(q, k, v, self.position_bias(shared_bias, q.dtype), dropout_p)
+        return self.proj_drop(self.proj(self.merge_heads(out)))

@@ -16,7 +16,7 @@ class Block(nn.Module):
         num_heads: attention heads.
         mlp_ratio: MLP width as a multiple of ``D``.
         drop_path: stochastic depth probability of this block.
-        init_values: initial layer-scale value; ``None`` or ``0`` disables ``gamma_1/2``.
+        init_values: initial layer-scale value; ``None`` or ``0`` disables ``gamma_1/2`` (``γ = 1``).
         window_size: patch grid for a per-layer relative position table, or ``None``.
         norm_eps: LayerNorm epsilon (1e-6 in BEiT).
         attn_drop: attention-weight dropout.
@@ -47,13 +47,15 @@ class Block(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
 
+    def residual(self, x: torch.Tensor, gamma: torch.Tensor | None, branch: torch.Tensor) -> torch.Tensor:
+        """``x + DropPath(γ·branch)``, all ``[B, L, D]`` (``gamma`` ``[D]`` or ``None`` for 1)."""
+        if gamma is None:
+            return x + self.drop_path(branch)
+        if self.drop_path.p == 0.0 or not self.training:
+            return torch.addcmul(x, gamma, branch)  # no drop path: x + γ·branch in one kernel
+        return x + self.drop_path(gamma * branch)
+
     def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
         """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
-        if self.gamma_1 is None:
-            x = x + self.drop_path(self.attn(self.norm1(x), shared_bias))
-            return x + self.drop_path(self.mlp(self.norm2(x)))
-        if self.drop_path.p == 0.0 or not self.training:  # x + γ·branch in one fused kernel
-            x = torch.addcmul(x, self.gamma_1, self.attn(self.norm1(x), shared_bias))
-            return torch.addcmul(x, self.gamma_2, self.mlp(self.norm2(x)))
-        x = x + self.drop_path(self.gamma_1 * self.attn(self.norm1(x), shared_bias))
-        return x + self.drop_path(self.gamma_2 * self.mlp(self.norm2(x)))
+        x = self.residual(x, self.gamma_1, self.attn(self.norm1(x), shared_bias))
+        return self.residual(x, self.gamma_2, self.mlp(self.norm2(x)))

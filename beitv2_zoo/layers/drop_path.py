@@ -31,3 +31,8 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"p={self.p}"
+
+
+def drop_path_schedule(rate: float, depth: int) -> list[float]:
+    """Stochastic depth of each of ``depth`` blocks: linear from 0 (first block) to ``rate`` (last block)."""
+    return [rate * i / max(depth - 1, 1) for i in range(depth)]

@@ -1,13 +1,17 @@
 """The transformer feed-forward network."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .linear import linear
+from . import fast
 
 
 class Mlp(nn.Module):
-    """``fc1 → GELU (exact erf) → fc2``; key names follow the official BEiT code.
+    """``fc2(GELU(fc1(x)))`` with the exact (erf) GELU; key names follow the official BEiT code.
+
+    At CPU inference the forward pass goes through :func:`beitv2_zoo.layers.fast.mlp` (the same
+    function, GELU fused into the first product).
 
     Args:
         dim: token width ``D``.
@@ -17,10 +21,10 @@ class Mlp(nn.Module):
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``[B, N, D]`` → ``[B, N, D]``."""
-        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)
-        return linear(hidden, self.fc2.weight, self.fc2.bias)
+        if fast.applies(x):
+            return fast.mlp(self, x)
+        return self.fc2(F.gelu(self.fc1(x)))

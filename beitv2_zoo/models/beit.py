@@ -5,15 +5,15 @@ Parameter names follow the official microsoft/unilm code (``blocks.{i}.attn.q_bi
 mmpretrain and timm layouts are converted to it in :mod:`beitv2_zoo.checkpoint`.
 """
 
-import math
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Block, PatchEmbed, RelativePositionBias
+from ..layers import Block, PatchEmbed, RelativePositionBias, drop_path_schedule
+from .init import init_weights_, rescale_residuals_
 
 BEIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "beit_base_patch16": dict(patch_size=16, embed_dim=768, depth=12, num_heads=12),
@@ -22,6 +22,20 @@ BEIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
     "test_beit_tiny": dict(patch_size=16, embed_dim=64, depth=4, num_heads=2),
 }
 """Width, depth and heads of each named BEiT classifier; every other setting is a keyword of :class:`Beit`."""
+
+
+class BlockOutputs(NamedTuple):
+    """What :meth:`Beit._run_blocks` returns.
+
+    Attributes:
+        last: the output of the last block run, ``[B, 1 + N, D]`` (no final norm).
+        kept: the outputs of the blocks asked for, in block order, each ``[B, 1 + N, D]``.
+        shared_bias: the relative position bias every block got, ``[H, 1 + N, 1 + N]``, or ``None``.
+    """
+
+    last: torch.Tensor
+    kept: list[torch.Tensor]
+    shared_bias: torch.Tensor | None
 
 
 class Beit(nn.Module):
@@ -51,6 +65,9 @@ class Beit(nn.Module):
         norm_eps: LayerNorm epsilon.
         head_init_scale: the freshly initialised head is multiplied by this.
     """
+
+    init_bound: float = 2.0
+    """Absolute truncation bound of the initial normals (see :func:`~beitv2_zoo.models.init.init_weights_`)."""
 
     def __init__(
         self,
@@ -85,63 +102,37 @@ class Beit(nn.Module):
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         grid = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.mask_token: nn.Parameter | None = None  # masked image modeling adds one (BeitV2Pretrain)
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + 1, embed_dim)) if use_abs_pos_emb else None
         self.pos_drop = nn.Dropout(drop_rate)
         self.rel_pos_bias = RelativePositionBias(grid, num_heads) if use_shared_rel_pos_bias else None
 
-        drop_path_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
         self.blocks = nn.ModuleList(
             Block(
                 embed_dim,
                 num_heads,
                 mlp_ratio,
-                drop_path=drop_path_rates[i],
+                drop_path=rate,
                 init_values=init_values,
                 window_size=grid if use_rel_pos_bias else None,
                 norm_eps=norm_eps,
                 attn_drop=attn_drop_rate,
             )
-            for i in range(depth)
+            for rate in drop_path_schedule(drop_path_rate, depth)
         )
         use_fc_norm = global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if use_fc_norm else None
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        self._init_weights(head_init_scale)
-        self.weights_info: Any = None  # the WeightRecord the weights came from, set by get_model
 
-    # ------------------------------------------------------------------ init
-    def _init_weights(self, head_init_scale: float) -> None:
-        """Truncated-normal (std 0.02) linears, convs and tokens; depth-rescaled residual projections.
-
-        Skipped on the ``meta`` device: there is nothing to fill, and meta arithmetic would
-        import torch's symbolic-shape machinery (a quarter of a second) for no result.
-        """
-        if self.cls_token.is_meta:
-            return
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-        nn.init.trunc_normal_(self.cls_token, std=0.02)
-        if self.pos_embed is not None:
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        for parameter in self._rel_pos_tables():
-            nn.init.trunc_normal_(parameter, std=0.02)
-        for layer_id, block in enumerate(self.blocks, start=1):
-            block.attn.proj.weight.data.div_(math.sqrt(2.0 * layer_id))
-            block.mlp.fc2.weight.data.div_(math.sqrt(2.0 * layer_id))
-        if isinstance(self.head, nn.Linear):
+        tables = [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
+        init_weights_(self.modules(), [self.cls_token, self.pos_embed, *tables], bound=self.init_bound)
+        rescale_residuals_(self.blocks)
+        if isinstance(self.head, nn.Linear) and not self.head.weight.is_meta:
             self.head.weight.data.mul_(head_init_scale)
             self.head.bias.data.mul_(head_init_scale)
-
-    def _rel_pos_tables(self) -> list[nn.Parameter]:
-        return [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
+        self.weights_info: Any = None  # the WeightRecord the weights came from, set by get_model
 
     # ------------------------------------------------------------- helpers
     def no_weight_decay(self) -> set[str]:
@@ -159,31 +150,62 @@ class Beit(nn.Module):
         """Replace the head with a fresh ``Linear(D, num_classes)`` (``0``: no head)."""
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(self.head, nn.Linear):
-            nn.init.trunc_normal_(self.head.weight, std=0.02)
-            nn.init.zeros_(self.head.bias)
+        init_weights_([self.head], bound=self.init_bound)
 
     # ------------------------------------------------------------- forward
-    def _embed(self, x: torch.Tensor) -> torch.Tensor:
-        """``[B, C, H, W]`` → tokens with CLS first, ``[B, 1 + N, D]``."""
-        x = self.patch_embed(x)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+    def _embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Images ``[B, C, H, W]`` → tokens with CLS first, ``[B, 1 + N, D]``.
+
+        With ``mask`` (``[B, h, w]`` or ``[B, N]``, bool or 0/1) the masked patches are replaced
+        by ``mask_token`` first; only a model with a mask token takes one.
+        """
+        tokens = self.patch_embed(x)
+        if mask is not None:
+            if self.mask_token is None:
+                raise ValueError("this model has no mask token; masked inputs need a BeitV2Pretrain model")
+            weight = mask.reshape(tokens.shape[0], -1, 1).to(tokens.dtype)
+            tokens = tokens * (1.0 - weight) + self.mask_token.to(tokens.dtype) * weight
+        tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         if self.pos_embed is not None:
-            x = x + self.pos_embed
-        return self.pos_drop(x)
+            tokens = tokens + self.pos_embed
+        return self.pos_drop(tokens)
 
     def _run_block(self, block: Block, x: torch.Tensor, shared_bias: torch.Tensor | None) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
             return checkpoint(block, x, shared_bias, use_reentrant=False)
         return block(x, shared_bias)
 
+    def _run_blocks(
+        self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: Collection[int] = (), depth: int | None = None
+    ) -> BlockOutputs:
+        """The one block loop: embed the images, then run the first ``depth`` blocks (all by default)
+        with the one shared relative position bias.
+
+        Args:
+            x: images ``[B, C, H, W]``.
+            mask: optional patch mask (see :meth:`_embed`).
+            keep: indices (from 0) of the blocks whose outputs to keep.
+            depth: how many blocks to run.
+        """
+        tokens = self._embed(x, mask)
+        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        kept = []
+        for i, block in enumerate(self.blocks[:depth]):
+            tokens = self._run_block(block, tokens, shared_bias)
+            if i in keep:
+                kept.append(tokens)
+        return BlockOutputs(tokens, kept, shared_bias)
+
+    def _block_index(self, index: int) -> int:
+        """``index`` (negative counts from the end) as an index from 0."""
+        depth = len(self.blocks)
+        if not -depth <= index < depth:
+            raise IndexError(f"block index {index} is out of range for a model with {depth} blocks")
+        return index % depth
+
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``[B, C, H, W]`` → all tokens after the last block and ``norm``, ``[B, 1 + N, D]``."""
-        x = self._embed(x)
-        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
-        for block in self.blocks:
-            x = self._run_block(block, x, shared_bias)
-        return self.norm(x)
+        return self.norm(self._run_blocks(x).last)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens ``[B, 1 + N, D]`` → the global feature ``[B, D]`` the head reads."""
@@ -232,36 +254,22 @@ class Beit(nn.Module):
         """
         depth = len(self.blocks)
         if indices is None:
-            wanted = list(range(depth))
+            wanted = set(range(depth))
         elif isinstance(indices, int):
-            wanted = list(range(depth - indices, depth))
+            wanted = set(range(max(depth - indices, 0), depth))
         else:
-            wanted = [i % depth if -depth <= i < depth else _bad_index(i, depth) for i in indices]
-        x = self._embed(x)
-        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
-        outputs = []
-        for i, block in enumerate(self.blocks[: max(wanted) + 1]):
-            x = self._run_block(block, x, shared_bias)
-            if i in wanted:
-                outputs.append(self.norm(x) if norm else x)
-        return outputs
-
+            wanted = {self._block_index(i) for i in indices}
+        if not wanted:
+            raise ValueError(f"no blocks requested (indices={indices!r})")
+        outputs = self._run_blocks(x, keep=wanted, depth=max(wanted) + 1).kept
+        return [self.norm(t) for t in outputs] if norm else outputs
 
     def attention_maps(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
         """Attention weights of block ``layer`` (negative counts from the end), ``[B, H, 1 + N, 1 + N]``."""
-        depth = len(self.blocks)
-        if not -depth <= layer < depth:
-            _bad_index(layer, depth)
-        layer %= depth
-        x = self._embed(x)
-        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
-        for block in self.blocks[:layer]:
-            x = block(x, shared_bias)
-        return self.blocks[layer].attn.attention_probs(self.blocks[layer].norm1(x), shared_bias)
-
-
-def _bad_index(index: int, depth: int) -> int:
-    raise IndexError(f"block index {index} is out of range for a model with {depth} blocks")
+        layer = self._block_index(layer)
+        tokens, _, shared_bias = self._run_blocks(x, depth=layer)
+        block = self.blocks[layer]
+        return block.attn.attention_probs(block.norm1(tokens), shared_bias)
 
 
 def build_beit(arch: str, **kwargs: Any) -> Beit:

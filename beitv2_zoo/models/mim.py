@@ -18,8 +18,9 @@ The forward pass for training (:meth:`BeitV2Pretrain.forward_mim`) works as foll
 3. Patch aggregation: the **last** block's CLS token is joined to those early patch
    tokens, and the result passes through ``cls_pt_layers`` (2 blocks, same shared bias).
 4. The shared ``norm`` and the shared ``lm_head`` (D → 8192 codes) are applied to both
-   branches at the masked positions.
-5. The loss is the cross-entropy against the tokenizer's codes, summed over the two branches.
+   branches at the masked positions: :meth:`~BeitV2Pretrain.forward_mim` returns these logits.
+5. The loss (:func:`beitv2_zoo.train.objectives.mim_loss`) is the cross-entropy against the
+   tokenizer's codes (:meth:`~BeitV2Pretrain.targets`), summed over the two branches.
 
 ``model(x)`` and ``model.extract_feat(x)`` return what mmpretrain's ``BEiT`` returns: the raw
 outputs (no final norm) after block ``early_layers`` and after the last block, each
@@ -30,11 +31,11 @@ from itertools import chain
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..layers import Block
+from ..layers import Block, drop_path_schedule
 from .beit import Beit
+from .init import init_weights_, rescale_residuals_
 from .vqkd import VQKD, VQKD_ARCHITECTURES
 
 # A frozen tokenizer never trains, so a random one starts from random unit codes instead of awaiting k-means.
@@ -48,30 +49,6 @@ MIM_ARCHITECTURES: dict[str, dict[str, Any]] = {
                                  tokenizer={**VQKD_ARCHITECTURES["test_vqkd_tiny"], "decoder_depth": 0, "kmeans_init": False}),
 }
 """Settings of each named pretraining model (the tokenizer is VQ-KD's encoder and codebook, a ViT-B/16 for both sizes)."""
-
-
-def _bert_trunc_normal_(tensor: torch.Tensor, std: float = 0.02) -> None:
-    """Truncated normal cut at ±1 std: what the official *pretraining* code uses (microsoft/unilm#914)."""
-    nn.init.trunc_normal_(tensor, std=std, a=-std, b=std)
-
-
-def _init_module(module: nn.Module) -> None:
-    if isinstance(module, (nn.Linear, nn.Conv2d)):
-        _bert_trunc_normal_(module.weight)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
-def _rescale_residual_(block: Block, layer_id: int) -> None:
-    block.attn.proj.weight.data.div_((2.0 * layer_id) ** 0.5)
-    block.mlp.fc2.weight.data.div_((2.0 * layer_id) ** 0.5)
-
-
-def _masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    return (logits.detach().argmax(dim=-1) == labels).float().mean()
 
 
 class BeitV2Pretrain(Beit):
@@ -90,11 +67,14 @@ class BeitV2Pretrain(Beit):
         head_layers: blocks of the aggregation branch (``cls_pt_layers``).
         vocab_size: codes the LM head predicts; must equal the tokenizer's codebook size.
         tokenizer: :class:`VQKD` keywords of the attached target tokenizer, or ``None`` for
-            none (then pass code ids to :meth:`loss_from_ids`).
+            none (then compute the code ids yourself: :func:`beitv2_zoo.train.objectives.mim_loss_from_ids`).
         drop_path_rate: stochastic depth of the last backbone block (linear from 0); the
             aggregation blocks continue the same schedule.
         norm_eps: LayerNorm epsilon.
     """
+
+    init_bound: float = 0.02
+    """The official pretraining code cuts its initial normals at ±1 std (microsoft/unilm#914)."""
 
     def __init__(
         self,
@@ -123,19 +103,16 @@ class BeitV2Pretrain(Beit):
         )
         self.early_layers = early_layers
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        schedule_length = max(depth, early_layers + head_layers)
-        rates = [drop_path_rate * i / max(schedule_length - 1, 1) for i in range(schedule_length)]
+        rates = drop_path_schedule(drop_path_rate, max(depth, early_layers + head_layers))
         self.cls_pt_layers = nn.ModuleList(
             Block(embed_dim, num_heads, mlp_ratio, drop_path=rates[early_layers + j], init_values=init_values,
                   norm_eps=norm_eps)
             for j in range(head_layers)
         )
         self.lm_head = nn.Linear(embed_dim, vocab_size)
-        for module in chain(self.cls_pt_layers.modules(), self.lm_head.modules()):
-            _init_module(module)
-        _bert_trunc_normal_(self.mask_token)
-        for j, block in enumerate(self.cls_pt_layers):
-            _rescale_residual_(block, early_layers + j + 1)
+        head_modules = chain(self.cls_pt_layers.modules(), self.lm_head.modules())
+        init_weights_(head_modules, [self.mask_token], bound=self.init_bound)
+        rescale_residuals_(self.cls_pt_layers, first_layer_id=early_layers + 1)
 
         self.tokenizer: VQKD | None = None
         if tokenizer is not None:
@@ -143,18 +120,6 @@ class BeitV2Pretrain(Beit):
             if self.tokenizer.num_codes != vocab_size:
                 raise ValueError(f"vocab_size={vocab_size} differs from the tokenizer's {self.tokenizer.num_codes} codes")
             self.tokenizer.requires_grad_(False).eval()
-
-    def _init_weights(self, head_init_scale: float) -> None:
-        """The official pretraining initialisation of the backbone (called by :class:`Beit`; skipped on ``meta``)."""
-        if self.cls_token.is_meta:
-            return
-        for module in self.modules():
-            _init_module(module)
-        _bert_trunc_normal_(self.cls_token)
-        for parameter in self._rel_pos_tables():
-            _bert_trunc_normal_(parameter)
-        for layer_id, block in enumerate(self.blocks, start=1):
-            _rescale_residual_(block, layer_id)
 
     def train(self, mode: bool = True) -> "BeitV2Pretrain":
         """Set training mode on everything except the tokenizer, which always stays in eval mode."""
@@ -177,49 +142,25 @@ class BeitV2Pretrain(Beit):
         if self.tokenizer is not None and num_classes != self.tokenizer.num_codes:
             raise ValueError(f"the attached tokenizer has {self.tokenizer.num_codes} codes, not {num_classes}")
         self.lm_head = nn.Linear(self.embed_dim, num_classes, device=self.lm_head.weight.device)
-        _init_module(self.lm_head)
+        init_weights_([self.lm_head], bound=self.init_bound)
 
     # ------------------------------------------------------------- forward
-    def _embed(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Images ``[B, C, H, W]`` and an optional mask ``[B, h, w]`` / ``[B, N]`` → tokens ``[B, 1 + N, D]``."""
-        tokens = self.patch_embed(x)
-        if mask is not None:
-            weight = mask.reshape(tokens.shape[0], -1, 1).to(tokens.dtype)
-            tokens = tokens * (1.0 - weight) + self.mask_token.to(tokens.dtype) * weight
-        tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
-        return self.pos_drop(tokens)
-
     def _backbone(self, x: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """→ (raw output after block ``early_layers``, raw output after the last block, shared bias ``[H, L, L]``)."""
-        x = self._embed(x, mask)
-        shared_bias = self.rel_pos_bias()
-        early = x
-        for i, block in enumerate(self.blocks, start=1):
-            x = self._run_block(block, x, shared_bias)
-            if i == self.early_layers:
-                early = x
-        return early, x, shared_bias
+        last, (early,), shared_bias = self._run_blocks(x, mask, keep={self.early_layers - 1})
+        return early, last, shared_bias
 
-    def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None, target_images: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor] | dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images ``[B, C, H, W]`` (ImageNet-normalised) → raw block outputs, as mmpretrain returns them.
 
         Args:
             x: images.
             mask: optional ``[B, h, w]`` or ``[B, N]`` (bool or 0/1): patches replaced by ``mask_token``.
-            target_images: the tokenizer's view in [0, 1]; with it (and ``mask``) the call returns
-                :meth:`loss` instead, so that a training step can go through ``forward`` (as
-                ``DistributedDataParallel`` needs).
 
         Returns:
-            ``(after block early_layers, after the last block)``, each ``[B, 1 + N, D]``, no final norm;
-            or the loss dict when ``target_images`` is given.
+            ``(after block early_layers, after the last block)``, each ``[B, 1 + N, D]``, no final norm.
+            The training pass is :meth:`forward_mim`.
         """
-        if target_images is not None:
-            if mask is None:
-                raise ValueError("the pretraining loss needs a mask of the patches to predict")
-            return self.loss(x, target_images, mask)
         early, last, _ = self._backbone(x, mask)
         return early, last
 
@@ -228,9 +169,9 @@ class BeitV2Pretrain(Beit):
         early, last, _ = self._backbone(x, None)
         return early, last
 
-    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_features(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:  # type: ignore[override]
         """Images (and optional mask) → all tokens after the last block and ``norm``, ``[B, 1 + N, D]``."""
-        return self.norm(self._backbone(x, mask)[1])
+        return self.norm(self._run_blocks(x, mask).last)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Normalised tokens ``[B, 1 + N, D]`` → code logits of every patch ``[B, N, vocab]`` (or the patch tokens)."""
@@ -238,7 +179,7 @@ class BeitV2Pretrain(Beit):
         return patches if pre_logits else self.lm_head(patches)
 
     def forward_mim(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training forward pass.
+        """The training forward pass (steps 1-4 of the module docstring).
 
         Args:
             x: images ``[B, C, H, W]``, ImageNet-normalised.
@@ -257,39 +198,11 @@ class BeitV2Pretrain(Beit):
         branch = self.norm(aggregated)[:, 1:][selected]
         return self.lm_head(main), self.lm_head(branch)
 
-    # ----------------------------------------------------------------- loss
     @torch.no_grad()
     def targets(self, target_images: torch.Tensor) -> torch.Tensor:
-        """The tokenizer's code ids ``[B, h, w]`` for images in [0, 1] (eval mode, no gradient)."""
+        """What :meth:`forward_mim` learns to predict: the tokenizer's code ids ``[B, h, w]`` for
+        images ``[B, 3, H, W]`` in [0, 1] (eval mode, no gradient)."""
         if self.tokenizer is None:
-            raise RuntimeError("this model has no tokenizer attached; compute code ids yourself and call loss_from_ids")
+            raise RuntimeError("this model has no tokenizer attached; compute the code ids with a VQKD tokenizer")
         self.tokenizer.eval()
         return self.tokenizer.encode(target_images)
-
-    def loss(self, images: torch.Tensor, target_images: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The BEiT v2 pretraining loss of one batch.
-
-        Args:
-            images: the model's view ``[B, 3, H, W]``, normalised with ImageNet mean/std.
-            target_images: the tokenizer's view of the same crop, ``[B, 3, H, W]`` in [0, 1].
-            mask: ``[B, h, w]`` or ``[B, N]``, the patches to mask and predict.
-
-        Returns:
-            See :meth:`loss_from_ids`.
-        """
-        return self.loss_from_ids(images, self.targets(target_images), mask)
-
-    def loss_from_ids(self, images: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The loss against given code ids ``[B, h, w]`` or ``[B, N]``.
-
-        Returns:
-            ``loss`` (= ``loss_1 + loss_2``), ``loss_1`` (cross-entropy of the last-block branch),
-            ``loss_2`` (of the patch-aggregation branch), both means over the masked patches,
-            and the code accuracies ``mlm_acc_1`` / ``mlm_acc_2``.
-        """
-        selected = mask.reshape(mask.shape[0], -1).bool()
-        labels = target_ids.reshape(target_ids.shape[0], -1)[selected]
-        logits_1, logits_2 = self.forward_mim(images, mask)
-        loss_1, loss_2 = F.cross_entropy(logits_1.float(), labels), F.cross_entropy(logits_2.float(), labels)
-        return {"loss": loss_1 + loss_2, "loss_1": loss_1, "loss_2": loss_2,
-                "mlm_acc_1": _masked_accuracy(logits_1, labels), "mlm_acc_2": _masked_accuracy(logits_2, labels)}

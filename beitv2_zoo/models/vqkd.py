@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .beit import Beit
+from .init import init_weights_
 from .quantizer import NormEMAQuantizer, QuantizerOutput
 
 VQKD_ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -100,11 +101,7 @@ class VQKD(nn.Module):
             self.decode_task_layer: nn.Sequential | None = _task_layer(embed_dim, target_dim)
         else:
             self.decoder = self.decode_task_layer = None
-        for layer in (self.encode_task_layer, self.decode_task_layer):
-            for module in layer or ():
-                if isinstance(module, nn.Linear):
-                    nn.init.trunc_normal_(module.weight, std=0.02)
-                    nn.init.zeros_(module.bias)
+        init_weights_([*self.encode_task_layer, *(self.decode_task_layer or ())])
         self.weights_info: Any = None  # the WeightRecord the weights came from, set by get_model
 
     @property
@@ -155,10 +152,13 @@ class VQKD(nn.Module):
         """The official API: images in [0, 1] → ids ``[B, N]``, flattened row by row (``N = H/16 · W/16``)."""
         return self.encode(images).flatten(1)
 
-    def forward(self, images: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Same as :meth:`encode`: code ids ``[B, H/16, W/16]``; with teacher ``targets``, :meth:`loss`
-        instead, so that a training step can go through ``forward`` (as ``DistributedDataParallel`` needs)."""
-        return self.encode(images) if targets is None else self.loss(images, targets)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Same as :meth:`encode`: images ``[B, 3, H, W]`` in [0, 1] → code ids ``[B, H/16, W/16]``.
+
+        Training reconstructs the teacher's features from :meth:`quantize_images` through
+        :meth:`decode`; the objective is :func:`beitv2_zoo.train.objectives.vqkd_loss`.
+        """
+        return self.encode(images)
 
     # ------------------------------------------------ the common model API
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
@@ -194,20 +194,3 @@ class VQKD(nn.Module):
             raise RuntimeError("this tokenizer was built without a decoder (decoder_depth=0); decoding needs one")
         tokens = self.decoder.forward_features(quantized)[:, 1:]
         return self.decode_task_layer(self.decoder.fc_norm(tokens))
-
-    def loss(self, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The VQ-KD training objective for one batch.
-
-        Args:
-            images: ``[B, 3, H, W]`` in [0, 1].
-            targets: the teacher's patch features ``[B, N, target_dim]`` (CLIP: ``ln_post`` then
-                ``proj``; DINO: the final norm), CLS excluded.
-
-        Returns:
-            ``loss`` (= ``rec_loss + quant_loss``), ``rec_loss`` (mean ``1 − cos`` between the
-            reconstruction and the target), ``quant_loss`` (commitment) and ``ids`` ``[B, h, w]``.
-        """
-        quantized, quant_loss, ids = self.quantize_images(images)
-        reconstruction = self.decode(quantized)
-        rec_loss = (1.0 - F.cosine_similarity(reconstruction.float(), targets.float(), dim=-1)).mean()
-        return {"loss": rec_loss + quant_loss, "rec_loss": rec_loss, "quant_loss": quant_loss, "ids": ids}

@@ -17,7 +17,6 @@ BASE_GMACS, LARGE_GMACS = 17.58, 61.60  # mmpretrain metafile (17,581,219,584) a
 BASE_21K_GMACS, LARGE_21K_GMACS = 17.60, 61.62  # the same plus the larger head's 768·20841 / 1024·20841 MACs
 IN1K = ("ImageNet-1k",)
 IN21K_THEN_1K = ("ImageNet-1k (pretraining)", "ImageNet-21k", "ImageNet-1k")
-OFFICIAL_README = "microsoft/unilm beit2/README.md"
 
 
 MMPRETRAIN_RECORDS = (

@@ -15,7 +15,7 @@ head: ``num_classes`` is 0 and ``label_set`` is ``None``.
 """
 
 from ._common import BEIT_V2_PAPER, IMAGENET_EVAL, OFFICIAL_README, TOKENIZER_EVAL, official, openmmlab
-from .schema import Source, WeightRecord
+from .schema import WeightRecord
 
 MIM_BASE_PARAMS = 192_809_840
 """Backbone 85,664,592 + aggregation neck 14,178,816 + LM head 6,299,648 + VQ-KD encoder and codebook 86,666,784."""

@@ -11,7 +11,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 

@@ -9,7 +9,7 @@ from beitv2_zoo.checkpoint import read_checkpoint
 from beitv2_zoo.train.models import build_for_recipe, load_weights
 from beitv2_zoo.train.recipes import get_recipe
 
-from .conftest import losses, run
+from .conftest import TINY_FINETUNE, TINY_LINEAR_PROBE, TINY_MIM, losses, run
 
 
 def _drops(values: list[float], k: int = 2) -> bool:
@@ -41,16 +41,16 @@ def test_mim_learns_with_the_trained_tokenizer(mim_run, vqkd_run):
     assert {"mask_token", "lm_head.weight", "cls_pt_layers.0.attn.qkv.weight"} <= set(state)
 
 
-@pytest.mark.parametrize("recipe", ["test_tiny_finetune", "test_tiny_linear_probe"])
+@pytest.mark.parametrize("recipe", [TINY_FINETUNE, TINY_LINEAR_PROBE], ids=["finetune", "linear_probe"])
 def test_classifier_tasks_learn_from_the_mim_weights(recipe, image_folder, mim_run, tmp_path):
-    work = run(recipe, image_folder, tmp_path / recipe, max_steps=8, pretrained=str(mim_run / "model.safetensors"))
+    work = run(recipe, image_folder, tmp_path / "run", max_steps=8, pretrained=str(mim_run / "model.safetensors"))
     assert _drops(losses(work)), losses(work)
     metrics = json.loads((work / "metrics.json").read_text())
     assert 0.0 <= metrics["val_top1"] <= metrics["val_top5"] <= 100.0
     # the saved classifier is rebuilt from the recipe beside it and loads strictly
     model = build_for_recipe(get_recipe(str(work)))
     assert load_weights(model, str(work)) == []
-    if recipe == "test_tiny_linear_probe":  # the backbone did not move: it equals the MIM weights
+    if recipe == TINY_LINEAR_PROBE:  # the backbone did not move: it equals the MIM weights
         mim = read_checkpoint(mim_run / "model.safetensors").state_dict
         torch.testing.assert_close(model.blocks[0].attn.qkv.weight, mim["blocks.0.attn.qkv.weight"], rtol=0, atol=0)
         torch.testing.assert_close(model.norm.weight, mim["norm.weight"], rtol=0, atol=0)
@@ -59,14 +59,14 @@ def test_classifier_tasks_learn_from_the_mim_weights(recipe, image_folder, mim_r
 def test_gradient_accumulation_equals_the_large_batch(image_folder, tmp_path):
     from beitv2_zoo.checkpoint.safetensors_io import load_mmap
 
-    big = run("test_tiny_finetune", image_folder, tmp_path / "big", max_steps=3, batch_size=8)
-    small = run("test_tiny_finetune", image_folder, tmp_path / "small", max_steps=3, batch_size=4, accum_steps=2)
+    big = run(TINY_FINETUNE, image_folder, tmp_path / "big", max_steps=3, batch_size=8)
+    small = run(TINY_FINETUNE, image_folder, tmp_path / "small", max_steps=3, batch_size=4, accum_steps=2)
     left, right = load_mmap(big / "model.safetensors"), load_mmap(small / "model.safetensors")
     assert max(float((left[k] - right[k]).abs().max()) for k in left) < 1e-5
 
 
 def test_bf16_autocast_with_gradient_checkpointing(image_folder, tmp_path):
-    work = run("test_tiny_mim", image_folder, tmp_path / "bf16", max_steps=3, amp="bf16", grad_checkpointing=True,
+    work = run(TINY_MIM, image_folder, tmp_path / "bf16", max_steps=3, amp="bf16", grad_checkpointing=True,
                accum_steps=2, tokenizer="test_vqkd_tiny", patch_size=16, img_size=64, num_mask_patches=6)
     assert all(value == value and value < 100 for value in losses(work))  # finite
 

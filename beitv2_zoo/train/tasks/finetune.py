@@ -13,7 +13,7 @@ from ..distributed import DistEnv
 from ..evaluate import accuracy_report, classification_counts
 from ..models import build_classifier
 from ..optim import param_groups
-from . import Batch, TaskSetup
+from .base import Batch, TaskSetup
 
 
 class ClassifierObjective(nn.Module):

@@ -11,7 +11,7 @@ from ..data import ImageDataset, split_samples
 from ..distributed import DistEnv
 from ..models import build_classifier
 from ..optim import param_groups
-from . import Batch, TaskSetup
+from .base import Batch, TaskSetup
 from .finetune import classifier_evaluator, validation_set
 
 

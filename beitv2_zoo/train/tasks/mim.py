@@ -12,8 +12,9 @@ from ..config import MIMRecipe
 from ..data import ImageDataset, split_samples, to_device
 from ..distributed import DistEnv, all_reduce_sum
 from ..models import build_mim
+from ..objectives import mim_loss
 from ..optim import param_groups
-from . import Batch, TaskSetup
+from .base import Batch, TaskSetup
 
 
 class MIMObjective(nn.Module):
@@ -24,7 +25,7 @@ class MIMObjective(nn.Module):
         self.model = model
 
     def forward(self, image: torch.Tensor, target_image: torch.Tensor, mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self.model.loss(image, target_image, mask)
+        return mim_loss(self.model, image, target_image, mask)
 
 
 @torch.no_grad()
@@ -35,7 +36,7 @@ def evaluate_mim(model: nn.Module, loader: Any, env: DistEnv) -> dict[str, float
     sums = torch.zeros(4, dtype=torch.float64, device=env.device)  # masked patches, loss·n, acc_1·n, acc_2·n
     for batch in loader:
         batch = to_device(batch, env.device)
-        out = model.loss(batch["image"], batch["target_image"], batch["mask"])
+        out = mim_loss(model, batch["image"], batch["target_image"], batch["mask"])
         n = float(batch["mask"].sum())
         sums += torch.tensor([n, float(out["loss"]) * n, float(out["mlm_acc_1"]) * n, float(out["mlm_acc_2"]) * n],
                              dtype=torch.float64, device=env.device)

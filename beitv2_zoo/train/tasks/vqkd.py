@@ -13,9 +13,10 @@ from ..config import VQKDRecipe
 from ..data import ImageDataset, split_samples, to_device
 from ..distributed import DistEnv, all_reduce_sum
 from ..models import build_tokenizer
+from ..objectives import vqkd_loss
 from ..optim import param_groups
 from ..teachers import Teacher, build_teacher
-from . import Batch, TaskSetup
+from .base import Batch, TaskSetup
 
 
 class VQKDObjective(nn.Module):
@@ -33,7 +34,7 @@ class VQKDObjective(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         targets = self.teacher(image, self.tokenizer.grid_size)
-        out = self.tokenizer.loss(image, targets)
+        out = vqkd_loss(self.tokenizer, image, targets)
         return {"loss": out["loss"], "rec_loss": out["rec_loss"], "quant_loss": out["quant_loss"]}
 
 
