@@ -20,7 +20,7 @@ class Block(nn.Module):
         window_size: patch grid for a per-layer relative position table, or ``None``.
         norm_eps: LayerNorm epsilon (1e-6 in BEiT).
         attn_drop: attention-weight dropout.
-        proj_drop: dropout after the attention projection.
+        proj_drop: dropout after the attention projection and after the MLP (the official ``drop``).
     """
 
     def __init__(
@@ -40,7 +40,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, num_heads, window_size=window_size, attn_drop=attn_drop, proj_drop=proj_drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=proj_drop)
         if init_values:
             self.gamma_1 = nn.Parameter(torch.full((dim,), float(init_values)))
             self.gamma_2 = nn.Parameter(torch.full((dim,), float(init_values)))

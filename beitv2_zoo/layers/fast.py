@@ -169,4 +169,4 @@ def mlp(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """:meth:`Mlp.forward <beitv2_zoo.layers.Mlp.forward>` of ``layer`` through oneDNN, GELU fused into the
     first product: ``[B, N, D]`` → ``[B, N, D]``."""
     hidden = linear(x, layer.fc1.weight, layer.fc1.bias, gelu=True)
-    return linear(hidden, layer.fc2.weight, layer.fc2.bias)
+    return layer.drop(linear(hidden, layer.fc2.weight, layer.fc2.bias))

@@ -59,7 +59,8 @@ class Beit(nn.Module):
         use_shared_rel_pos_bias: one table ``rel_pos_bias`` shared by all blocks.
         init_values: layer-scale initial value; ``None``/``0`` for no layer scale.
         global_pool: ``'avg'`` or ``'token'``.
-        drop_rate: dropout before the head and after the position embedding.
+        drop_rate: dropout after the position embedding, after each attention projection and after each
+            MLP, where the official code applies it (there is none before the head).
         attn_drop_rate: attention-weight dropout.
         drop_path_rate: stochastic depth of the last block (linear from 0).
         norm_eps: LayerNorm epsilon.
@@ -117,13 +118,13 @@ class Beit(nn.Module):
                 window_size=grid if use_rel_pos_bias else None,
                 norm_eps=norm_eps,
                 attn_drop=attn_drop_rate,
+                proj_drop=drop_rate,
             )
             for rate in drop_path_schedule(drop_path_rate, depth)
         )
         use_fc_norm = global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if use_fc_norm else None
-        self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
         tables = [p for n, p in self.named_parameters() if n.endswith("relative_position_bias_table")]
@@ -215,7 +216,7 @@ class Beit(nn.Module):
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Tokens ``[B, 1 + N, D]`` → logits ``[B, num_classes]``, or the pooled feature ``[B, D]``."""
-        feature = self.head_drop(self.pool(tokens))
+        feature = self.pool(tokens)
         return feature if pre_logits else self.head(feature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,8 @@ Behaviour:
   initialised *at call time*, so every rank applies the update of the global batch.
   A code's new value is ``normalize(decay·old + (1−decay)·normalize(mean of its vectors))``.
   Codes that no vector chose keep their value (no dead-code restart, as in the official code).
+  The batch's code vectors ``z_q`` are looked up *before* this update, as the official code and
+  mmpretrain do (0.1 looked them up after it: one base-size step's loss moved by 4e-4).
 * ``cluster_size`` holds the EMA of the global per-code counts, our codebook-usage
   statistic (``unused_codes()``). It is updated with the codebook in training mode only.
   The official code also EMA-updates it in eval mode, with an all-reduce, which makes
@@ -175,9 +177,9 @@ class NormEMAQuantizer(nn.Module):
                     )
                 self._kmeans_init(flat.detach())
             ids = self.nearest_codes(flat.detach())
-            if self.training:
+            quantized = self.embedding(ids).view_as(z)  # the codes as they were, before this batch's update
+            if self.training:  # as the official quantizer and mmpretrain: look up first, then update
                 self._ema_update(flat.detach(), ids)
-            quantized = self.embedding(ids).view_as(z)
             loss = self.beta * F.mse_loss(quantized.detach(), z)
             quantized = z + (quantized - z).detach()
         return QuantizerOutput(quantized.permute(0, 3, 1, 2), loss, ids.view(batch, height, width))
