@@ -8,6 +8,7 @@ checked by the tests; they never drift from the records.
 from pathlib import Path
 
 from .weights import get_record, list_models
+from .weights._common import BEIT_PAPER, BEIT_V2_PAPER
 from .weights.schema import WeightRecord
 
 CARD_DIR = "model_cards"
@@ -35,7 +36,7 @@ _PIPELINE_TAGS = {
 }
 _DATASET_IDS = {"ImageNet-1k": "imagenet-1k", "ImageNet-21k": "imagenet-21k"}
 _CITATIONS = {
-    "https://arxiv.org/abs/2208.06366": (
+    BEIT_V2_PAPER: (
         "@article{peng2022beitv2,\n"
         "  title   = {BEiT v2: Masked Image Modeling with Vector-Quantized Visual Tokenizers},\n"
         "  author  = {Peng, Zhiliang and Dong, Li and Bao, Hangbo and Ye, Qixiang and Wei, Furu},\n"
@@ -43,7 +44,7 @@ _CITATIONS = {
         "  year    = {2022}\n"
         "}"
     ),
-    "https://arxiv.org/abs/2106.08254": (
+    BEIT_PAPER: (
         "@inproceedings{bao2022beit,\n"
         "  title     = {{BEiT}: {BERT} Pre-Training of Image Transformers},\n"
         "  author    = {Bao, Hangbo and Dong, Li and Piao, Songhao and Wei, Furu},\n"

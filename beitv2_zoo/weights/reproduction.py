@@ -7,6 +7,7 @@ Its file is package data (``package:`` source, see :mod:`beitv2_zoo.hub.packaged
 works with no network and no cache.
 """
 
+from ._common import BEIT_V2_PAPER
 from .schema import Metric, Preprocessing, Source, WeightRecord
 
 DIGITS_EVAL = Preprocessing(resize_size=32, crop_size=32, interpolation="bicubic", mean=(0.5, 0.5, 0.5),
@@ -31,7 +32,7 @@ REPRODUCTION_RECORDS = (
         params=205_994,
         gmacs=0.015,
         license="mit",
-        paper="https://arxiv.org/abs/2208.06366",
+        paper=BEIT_V2_PAPER,
         metrics=(Metric("digits (300 held-out images)", 94.3333, 100.0, "examples/reproduction/results.json"),),
         training_data=("scikit-learn digits: 500 images (teacher), 997 images (tokenizer, MIM, fine-tuning)",),
         notes=(
