@@ -81,9 +81,12 @@ def test_knn_retrieval(tiny_weights, image_folder):
 
 def test_finetune_folder(tiny_weights, image_folder, tmp_path):
     out = run("finetune_folder.py", str(image_folder), "--epochs", "2", "--batch-size", "3", "--lr", "1e-3",
-              "--model", "test_beit_tiny", "--weights", str(tiny_weights), cwd=tmp_path)
+              "--model", "test_beit_tiny", "--weights", str(tiny_weights), "--out", str(tmp_path / "out" / "mine.safetensors"),
+              cwd=tmp_path)
     assert out.count("epoch ") == 2
-    assert (tmp_path / "finetuned.pth").is_file()
-    from beitv2_zoo import get_model
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing written into the working directory
+    from beitv2_zoo import get_model, inference_model
 
-    assert get_model(tmp_path / "finetuned.pth").num_classes == 2
+    model = get_model(tmp_path / "out" / "mine.safetensors")
+    assert model.num_classes == 2 and model.class_names == tuple(sorted(p.name for p in image_folder.iterdir()))
+    assert inference_model(model, next(image_folder.rglob("*.jpg")))["pred_class"] in model.class_names
