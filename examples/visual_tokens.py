@@ -15,7 +15,7 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("image")
 parser.add_argument("--tokenizer", default="vqkd_encoder_base_decoder_3x768x12_clip")
 parser.add_argument("--weights", help="a local checkpoint instead of downloading the tokenizer's weights")
-parser.add_argument("--out", default="tokens.png")
+parser.add_argument("--out", required=True, help="the PNG to write")
 args = parser.parse_args()
 
 tokenizer = get_model(args.tokenizer, pretrained=args.weights or True)
