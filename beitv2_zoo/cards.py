@@ -7,7 +7,7 @@ checked by the tests; they never drift from the records.
 
 from pathlib import Path
 
-from .weights import get_record, list_models
+from .weights import get_record, is_model, list_models
 from .weights._common import BEIT_PAPER, BEIT_V2_PAPER
 from .weights.schema import WeightRecord
 
@@ -70,20 +70,33 @@ def _datasets(record: WeightRecord) -> list[str]:
 
 
 def _front_matter(record: WeightRecord) -> list[str]:
-    lines = ["---", f"license: {record.license}", "library_name: beitv2_zoo",
-             f"pipeline_tag: {_PIPELINE_TAGS.get(record.task, 'image-feature-extraction')}", "tags:"]
-    lines += [f"- {tag}" for tag in ("beitv2_zoo", "beit", "vision-transformer", record.task)]
-    if "2208.06366" in record.paper:
-        lines.append("- beitv2")
-    datasets = _datasets(record)
-    if datasets:
-        lines += ["datasets:"] + [f"- {d}" for d in datasets]
-    if record.upstream:
-        lines.append(f"base_model: {record.upstream}")
-    if any(m.top1 is not None for m in record.metrics):
-        lines += ["metrics:", "- accuracy"]
-    lines.append("---")
-    return lines
+    """Hub-valid YAML front matter, written through huggingface_hub's ``ModelCardData``: licence,
+    library, pipeline tag, tags, datasets, ``base_model`` (only a Hub repository id: the upstream
+    record's Hub copy, where it has one) and a ``model-index`` with the published results."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    tags = ["beitv2_zoo", "beit", "vision-transformer", record.task] + (["beitv2"] if record.paper == BEIT_V2_PAPER else [])
+    results = [
+        EvalResult(task_type=record.task, dataset_type=_DATASET_IDS.get(m.dataset, m.dataset.lower()), dataset_name=m.dataset,
+                   metric_type="accuracy", metric_value=value, metric_name=name)
+        for m in record.metrics
+        for name, value in (("top-1 accuracy", m.top1), ("top-5 accuracy", m.top5)) if value is not None
+    ]
+    data = ModelCardData(
+        license=record.license, library_name="beitv2_zoo",
+        pipeline_tag=_PIPELINE_TAGS.get(record.task, "image-feature-extraction"), tags=tags,
+        datasets=_datasets(record) or None, base_model=_hub_repo_of(record.upstream),
+        metrics=["accuracy"] if results else None, model_name=record.name if results else None,
+        eval_results=results or None,
+    )
+    return ["---", data.to_yaml().rstrip(), "---"]
+
+
+def _hub_repo_of(name: str | None) -> str | None:
+    """The Hugging Face Hub repository holding a registered record's weights, if it has one."""
+    if not name or not is_model(name):
+        return None
+    return next((source.hf_repo for source in get_record(name).sources if source.hf_repo), None)
 
 
 def _usage(record: WeightRecord) -> list[str]:
@@ -91,7 +104,7 @@ def _usage(record: WeightRecord) -> list[str]:
         body = [
             "from beitv2_zoo import get_model, inference_model",
             "",
-            f"prediction = inference_model('{record.name}', 'cat.jpg')",
+            f"prediction = inference_model('{record.name}', 'examples/images/chelsea.jpg')",
             "print(prediction['pred_class'], prediction['pred_score'])",
             "",
             f"model = get_model('{record.name}', pretrained=True)",
@@ -164,7 +177,8 @@ def render_card(record: WeightRecord) -> str:
     if record.training_data:
         lines.append(f"- **Training data, in order:** {' → '.join(record.training_data)}")
     if record.upstream:
-        lines.append(f"- **Fine-tuned from:** `{record.upstream}`")
+        known = " (registered)" if is_model(record.upstream) else " (not registered here)"
+        lines.append(f"- **Fine-tuned from:** `{record.upstream}`{known}")
     if record.converted_from:
         lines.append(f"- **Converted from:** {record.converted_from}")
     lines += ["- **Weights:**"]

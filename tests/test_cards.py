@@ -48,9 +48,31 @@ def test_card_content_comes_from_the_record(name):
     assert f"license: {record.license}" in front and "library_name: beitv2_zoo" in front
     assert "pipeline_tag: image-classification" in front
     if record.upstream:
-        assert f"base_model: {record.upstream}" in front
+        assert "base_model:" not in front  # a registry name is not a Hub id (issue 15); the lineage names it
+        assert f"**Fine-tuned from:** `{record.upstream}`" in body
     assert f"{record.params:,}" in body and str(record.gmacs) in body
     assert f"inference_model('{name}'" in body
     for source in record.sources:
         assert (source.url or source.hf_repo) in body
     assert card_filename(name) == f"{name}.md"
+
+
+def test_cards_are_valid_hub_cards_with_a_model_index():
+    """Issue 15 item 4: parsed back by huggingface_hub, every card has Hub-valid metadata."""
+    from huggingface_hub import ModelCard
+
+    for filename, text in expected_cards().items():
+        data = ModelCard(text).data
+        record = get_record(filename[: -len(".md")])
+        assert data.library_name == "beitv2_zoo" and data.license == record.license
+        base = data.to_dict().get("base_model")
+        assert base is None or (base.count("/") == 1 and not base.startswith("test_")), base  # a Hub repo id or nothing
+        published = [(m.dataset, m.top1) for m in record.metrics if m.top1 is not None]
+        results = [(r.dataset_name, r.metric_value) for r in data.eval_results or [] if r.metric_name == "top-1 accuracy"]
+        assert results == published, filename
+
+
+def test_weightless_test_names_have_no_card_and_no_row():
+    assert not any(name.startswith("test_") for name in expected_cards())
+    assert "test_beit_tiny" not in readme_model_table()
+    assert not list((REPO / CARD_DIR).glob("test_*.md"))

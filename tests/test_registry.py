@@ -124,3 +124,30 @@ def test_label_sets():
     wnids = imagenet21k_wnids()
     assert len(wnids) == 21841 and list(wnids) == sorted(wnids) and len(set(wnids)) == 21841
     assert len(imagenet21k_classes()) == 21841 and all(imagenet21k_classes())
+
+
+def test_list_models_filters_by_weights_and_task():
+    """Issue 15 item 5: 0.1's list_models(pretrained=True) raised TypeError and listed test names."""
+    assert not [n for n in list_models() if n.startswith("test_")]
+    assert "test_beit_tiny" in list_models(include_test=True)
+    assert set(list_models(pretrained=True)) == {n for n in list_models() if get_record(n).sources}
+    assert list_models(pretrained=False) == []  # every listed name has weights
+    tokenizers = list_models(task="visual-tokenizer")
+    assert tokenizers and all(get_record(n).task == "visual-tokenizer" for n in tokenizers)
+    assert list_models("*3x768*", task="visual-tokenizer") == ["vqkd_encoder_base_decoder_3x768x12_clip"]
+    with pytest.raises(ValueError, match="image-classification"):
+        list_models(task="segmentation")
+
+
+def test_list_command_marks_aliases_and_the_default(capsys):
+    import json
+
+    from beitv2_zoo.cli import main
+
+    assert main(["list", "--json", "--task", "image-classification"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    by_name = {row["name"]: row for row in rows}
+    assert by_name["beitv2_base_patch16_224.in1k_ft_in22k_in1k"]["aliases"] == ["beitv2_base_patch16_224"]
+    assert by_name["beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"]["default"] is True
+    assert sum(row["default"] for row in rows) == 1 and all(row["pretrained"] for row in rows)
+    assert main(["list", "--task", "nope"]) == 2

@@ -6,6 +6,7 @@ happen inside the handlers so that ``--help`` and ``list`` start fast.
 """
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -72,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.handler(args)
+    except BrokenPipeError:  # `beitv2-zoo list | head`: the reader left; end quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except UsageError as error:
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return USAGE_EXIT

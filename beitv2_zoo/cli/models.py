@@ -7,7 +7,12 @@ import json
 def register(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="list registered model names")
     listing.add_argument("pattern", nargs="?", help="fnmatch wildcard, e.g. '*beitv2*'")
-    listing.set_defaults(handler=run_list)
+    listing.add_argument("--task", help="only this task: image-classification, masked-image-modeling, visual-tokenizer")
+    listing.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
+                         help="only names with published weights (--no-pretrained: only those without)")
+    listing.add_argument("--all", action="store_true", help="also the weightless test_* names")
+    listing.add_argument("--json", action="store_true", help="one JSON object per name")
+    listing.set_defaults(handler=run_list, one_line_errors=True)
 
     info = commands.add_parser("info", help="show a model's weight record")
     info.add_argument("name")
@@ -16,10 +21,23 @@ def register(commands: argparse._SubParsersAction) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..weights import list_models
+    from ..arguments import UsageError
+    from ..weights import aliases_of, get_record, list_models
+    from .predict import DEFAULT_MODEL
 
-    for name in list_models(args.pattern):
-        print(name)
+    try:
+        names = list_models(args.pattern, pretrained=args.pretrained, task=args.task, include_test=args.all)
+    except ValueError as error:
+        raise UsageError(f"--task: {error}") from None
+    for name in names:
+        record = get_record(name)
+        aliases, default = aliases_of(name), name == DEFAULT_MODEL
+        if args.json:
+            print(json.dumps({"name": name, "task": record.task, "pretrained": bool(record.sources),
+                              "aliases": list(aliases), "default": default}))
+            continue
+        marks = [*(["default of predict"] if default else []), *(["aliases: " + ", ".join(aliases)] if aliases else [])]
+        print(f"{name}  ({'; '.join(marks)})" if marks else name)
     return 0
 
 

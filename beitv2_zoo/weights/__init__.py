@@ -6,7 +6,7 @@ Adding a weight for an existing architecture is one :class:`WeightRecord` in one
 (then ``beitv2-zoo cards --write`` regenerates its card and the README table).
 """
 
-from .registry import ALL_RECORDS, get_record, is_model, list_models, register, unregister
+from .registry import ALL_RECORDS, TEST_PREFIX, aliases_of, get_record, is_model, list_models, register, unregister
 from ._common import HALF_EVAL, IMAGENET_EVAL, TIMM_BASE_EVAL, TIMM_LARGE_EVAL, TOKENIZER_EVAL
 from .schema import Metric, Preprocessing, Source, WeightRecord
 
@@ -20,7 +20,9 @@ __all__ = [
     "Metric",
     "Preprocessing",
     "Source",
+    "TEST_PREFIX",
     "WeightRecord",
+    "aliases_of",
     "get_record",
     "is_model",
     "list_models",

@@ -39,16 +39,46 @@ for _record in ALL_RECORDS:
     register(_record)
 
 
-def list_models(pattern: str | None = None) -> list[str]:
-    """Every registered name, sorted; ``pattern`` is an fnmatch wildcard such as ``'*beitv2*'``.
+TEST_PREFIX = "test_"
+"""Names of weightless architectures kept for tests and demos (``test_beit_tiny``, …): buildable with
+``get_model``, but left out of listings and cards unless asked for (``include_test=True``)."""
 
-    As in mmpretrain, a pattern also matches as a prefix: ``list_models('beit-base')`` works.
+
+def list_models(pattern: str | None = None, pretrained: bool | None = None, task: str | None = None,
+                include_test: bool = False) -> list[str]:
+    """Registered names, sorted.
+
+    Args:
+        pattern: an fnmatch wildcard such as ``'*beitv2*'``; as in mmpretrain, it also matches
+            as a prefix (``list_models('beit-base')``).
+        pretrained: ``True``: only names with published weights; ``False``: only names without.
+        task: only this task (``'image-classification'``, ``'masked-image-modeling'``,
+            ``'visual-tokenizer'``).
+        include_test: also list the weightless ``test_*`` names.
+
+    Raises:
+        ValueError: an unknown ``task``, listing the known ones.
     """
-    names = sorted(record.name for record in _RECORDS.values())
+    records = sorted(_RECORDS.values(), key=lambda r: r.name)
+    if task is not None:
+        tasks = sorted({r.task for r in records})
+        if task not in tasks:
+            raise ValueError(f"unknown task {task!r}; the tasks are {', '.join(tasks)}")
+        records = [r for r in records if r.task == task]
+    if pretrained is not None:
+        records = [r for r in records if bool(r.sources) == pretrained]
+    if not include_test:
+        records = [r for r in records if not r.name.startswith(TEST_PREFIX)]
+    names = [r.name for r in records]
     if pattern is None:
         return names
     pattern = pattern.lower()
     return [n for n in names if fnmatch.fnmatchcase(n.lower(), pattern) or fnmatch.fnmatchcase(n.lower(), pattern + "*")]
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    """The aliases that resolve to ``name``."""
+    return tuple(get_record(name).aliases)
 
 
 def is_model(name: str) -> bool:
