@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypedDict, overload
 
 import numpy as np
 import torch
@@ -22,7 +22,25 @@ from .transforms import ImageInput, create_transform
 
 logger = logging.getLogger(__name__)
 
-Prediction = dict[str, Any]
+class _PredictionKeys(TypedDict):
+    pred_scores: np.ndarray  # float32 [num_classes], softmax
+    pred_label: int
+    pred_score: float
+    pred_class: str
+
+
+class Prediction(_PredictionKeys, total=False):
+    """One image's result: mmpretrain's keys, plus ``pred_topk`` (``(label, class, score)`` rows) when ``topk`` is given."""
+
+    pred_topk: list[tuple[int, str, float]]
+
+
+@overload
+def predict(model: nn.Module, inputs: ImageInput, *, topk: int | None = ..., batch_size: int = ...,
+            num_workers: int | None = ..., on_error: str = ...) -> Prediction: ...
+@overload
+def predict(model: nn.Module, inputs: list[ImageInput] | tuple[ImageInput, ...], *, topk: int | None = ...,
+            batch_size: int = ..., num_workers: int | None = ..., on_error: str = ...) -> list[Prediction | None]: ...
 
 
 def predict(
@@ -149,8 +167,8 @@ def _class_names(model: nn.Module) -> tuple[str, ...] | None:
 def _prediction(scores: np.ndarray, names: tuple[str, ...] | None, topk: int | None) -> Prediction:
     scores = scores.astype(np.float32)
     label = int(scores.argmax())
-    prediction: Prediction = {"pred_scores": scores, "pred_label": label, "pred_score": float(scores[label])}
-    prediction["pred_class"] = names[label] if names is not None else str(label)
+    prediction: Prediction = {"pred_scores": scores, "pred_label": label, "pred_score": float(scores[label]),
+                              "pred_class": names[label] if names is not None else str(label)}
     if topk:
         best = np.argsort(-scores, kind="stable")[:topk]
         prediction["pred_topk"] = [(int(i), names[i] if names else str(int(i)), float(scores[i])) for i in best]

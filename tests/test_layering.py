@@ -7,7 +7,7 @@ dependency, and a cycle through one is still a cycle). The graph is read from th
 Layers, bottom first (``docs/architecture.md``)::
 
     version, errors, settings → layers → models → weights → hub → checkpoint → transforms
-    → resolve → inference, api, arguments, cards, viz, export → train → bench → cli
+    → resolve → inference, api, arguments, cards, viz, export, export_transformers → train → bench → cli
 
 A module may import its own layer or any layer below it; ``__main__`` modules (``python -m``
 entry points) belong to the command-line layer. ``beitv2_zoo/__init__.py`` re-exports
@@ -32,7 +32,7 @@ LAYERS = [
     ("checkpoint",),
     ("transforms",),
     ("resolve",),
-    ("inference", "api", "arguments", "cards", "viz", "export"),
+    ("inference", "api", "pretrained", "arguments", "cards", "viz", "export", "export_transformers"),
     ("train",),
     ("bench",),
     ("cli", "__main__"),

@@ -1,7 +1,10 @@
 """Recognise a loaded checkpoint object's layout and convert it to canonical keys.
 
 Wrappers (``state_dict``, ``model``, ``module``) and a DDP ``module.`` prefix are removed;
-the key maps themselves are pure functions in :mod:`.keymaps` and :mod:`.keymaps_pretrain`.
+the key maps themselves are pure functions in :mod:`.keymaps`, :mod:`.keymaps_pretrain` and
+:mod:`.keymaps_transformers`. The layouts: ``'mmpretrain'`` (``backbone.`` keys), ``'transformers'``
+(Hugging Face transformers' ``beit.`` keys, or a bare ``BeitModel``), ``'official'`` (with
+``relative_position_index`` buffers) and ``'timm'``; a file this package wrote reads as canonical.
 """
 
 from pathlib import Path
@@ -19,6 +22,7 @@ from .keymaps_pretrain import (
     official_vqkd_to_canonical,
     tokenizer_layout,
 )
+from .keymaps_transformers import is_transformers_state, transformers_to_canonical
 
 _WRAPPER_KEYS = ("state_dict", "model", "module")
 
@@ -45,6 +49,8 @@ def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, st
         if is_mmpretrain_pretrain_state(tensors):
             return mmpretrain_pretrain_to_canonical(tensors), "mmpretrain"
         return mmpretrain_to_canonical(tensors), "mmpretrain"
+    if is_transformers_state(tensors):
+        return transformers_to_canonical(tensors), "transformers"
     if is_tokenizer_state(tensors):
         if tokenizer_layout(tensors) == "mmpretrain":
             return mmpretrain_vqkd_to_canonical(tensors), "mmpretrain"

@@ -1,4 +1,5 @@
-"""``beitv2-zoo download``, ``beitv2-zoo cache list|verify|clean`` and ``beitv2-zoo convert``."""
+"""``beitv2-zoo download``, ``beitv2-zoo cache list|verify|clean`` and ``beitv2-zoo convert``
+(to a canonical ``.safetensors`` file, or with ``--to transformers`` to a folder transformers loads)."""
 
 import argparse
 import sys
@@ -24,11 +25,16 @@ def register(commands: argparse._SubParsersAction) -> None:
         parser.set_defaults(handler=handler, one_line_errors=True)
 
     convert = commands.add_parser(
-        "convert", help="write any supported checkpoint as a canonical .safetensors file with metadata"
+        "convert", help="write any supported checkpoint as a canonical .safetensors file with metadata, "
+                        "or (--to transformers) as a folder for transformers.BeitForImageClassification"
     )
-    convert.add_argument("src", help="checkpoint file (mmpretrain, official, timm; .pth or .safetensors), URL, "
-                                     "hf-hub:org/repo, or a registered name (its weights)")
-    convert.add_argument("dst", type=Path, help="the .safetensors file to write")
+    convert.add_argument("src", help="checkpoint file (mmpretrain, official, timm, transformers; .pth or "
+                                     ".safetensors), URL, hf-hub:org/repo, or a registered name (its weights)")
+    convert.add_argument("dst", type=Path, help="the .safetensors file to write (with --to transformers: the folder)")
+    convert.add_argument("--to", choices=("canonical", "transformers"), default="canonical",
+                         help="canonical: this package's safetensors file (default); transformers: config.json, "
+                              "model.safetensors and preprocessor_config.json for "
+                              "BeitForImageClassification.from_pretrained(DST) (classifiers only)")
     convert.add_argument("--source", help="for a registered name: which of its sources to fetch")
     _add_cache_dir(convert)
     convert.set_defaults(handler=run_convert, one_line_errors=True)
@@ -117,6 +123,8 @@ def run_convert(args: argparse.Namespace) -> int:
     from ..api import convert_checkpoint
     from ..arguments import UsageError
 
+    if args.to == "transformers":
+        return _run_convert_transformers(args)
     if args.dst.is_dir():
         raise UsageError(f"{args.dst} is a folder; give the .safetensors file to write, e.g. {args.dst / 'model.safetensors'}")
     try:
@@ -127,4 +135,26 @@ def run_convert(args: argparse.Namespace) -> int:
     meta = result.metadata
     print(f"wrote {result.path} ({result.num_tensors} tensors, {_human(result.num_bytes)}; sha256 {result.sha256})")
     print(f"  from {meta['source']} ({meta['source_layout']} layout, sha256 {meta['source_sha256']})")
+    return 0
+
+
+def _run_convert_transformers(args: argparse.Namespace) -> int:
+    from ..arguments import UsageError
+    from ..export_transformers import convert_to_transformers
+
+    if args.dst.exists() and not args.dst.is_dir():
+        raise UsageError(f"{args.dst} is a file; with --to transformers give the folder to write")
+    try:
+        result = convert_to_transformers(args.src, args.dst, source=args.source, cache_dir=args.cache_dir)
+    except ValueError as error:  # an unknown --source (ModelConfigError, a BeitZooError, is reported by main)
+        from ..errors import BeitZooError
+
+        if isinstance(error, BeitZooError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    config = result.config
+    print(f"wrote {result.directory}/ ({', '.join(p.name for p in result.files)}; {result.num_tensors} tensors)")
+    print(f"  BeitForImageClassification: {config['num_hidden_layers']} layers, width {config['hidden_size']}, "
+          f"{len(config['id2label'])} classes, image {config['image_size']}")
     return 0

@@ -69,7 +69,7 @@ def _registered_sources() -> dict[str, tuple[tuple[str, Source], ...]]:
     from ..weights import get_record, list_models
 
     by_file: dict[str, list[tuple[str, Source]]] = {}
-    for name in list_models():
+    for name in list_models(include_test=True):
         for source in get_record(name).sources:
             if source.url:
                 by_file.setdefault(source.filename, []).append((name, source))
