@@ -32,9 +32,11 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .api import get_model, inference_model
+    from .pretrained import push_to_hub, save_pretrained
     from .transforms import create_transform
 
-_LAZY = {"get_model": "api", "inference_model": "api", "create_transform": "transforms"}
+_LAZY = {"get_model": "api", "inference_model": "api", "create_transform": "transforms",
+         "save_pretrained": "pretrained", "push_to_hub": "pretrained"}
 """Public name → submodule that defines it, imported when the name is first used."""
 
 
@@ -70,4 +72,6 @@ __all__ = [
     "get_record",
     "inference_model",
     "list_models",
+    "push_to_hub",
+    "save_pretrained",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import pretrained as pretrained_folders
 from . import resolve
 from .checkpoint import Checkpoint, architecture_of, canonical, load_weights
 from .errors import ModelConfigError
@@ -47,13 +48,16 @@ def get_model(
     """Build a model by registry name (or from a checkpoint file) and optionally load weights.
 
     Args:
-        name_or_path: a registered name (``list_models()``), an alias, or the path of a
-            checkpoint file: its architecture is inferred from its tensors and its weights
-            are loaded (``pretrained`` is then ignored).
+        name_or_path: a registered name (``list_models()``), an alias, the path of a
+            checkpoint file (its architecture is inferred from its tensors), or a folder or Hub
+            repository (``'hf-hub:org/repo[@rev]'``) written by :func:`beitv2_zoo.save_pretrained`
+            (or a timm BEiT repository): the model is rebuilt from its ``config.json``, with its
+            preprocessing and class names, and its weights are loaded strictly. For a file or a
+            folder, ``pretrained`` is ignored.
         pretrained: ``False`` (random init), ``True`` (the record's weights, downloaded and
-            cached), or a local file, a training run folder, an ``https://`` URL, or
-            ``'hf-hub:org/repo[@rev]'``. A file's own head is kept, with its class names,
-            unless ``num_classes=`` asks for another one.
+            cached), or a local file, a training run folder or :func:`~beitv2_zoo.save_pretrained`
+            folder, an ``https://`` URL, or ``'hf-hub:org/repo[@rev][/file]'``. A file's own head
+            is kept, with its class names, unless ``num_classes=`` asks for another one.
         device: where to put the model (default CPU).
         cache_dir, offline, url_map, progress: download settings for ``pretrained=True`` or a
             URL, overriding ``BEITV2_ZOO_CACHE``, ``BEITV2_ZOO_OFFLINE``, ``BEITV2_ZOO_URL_MAP``
@@ -74,7 +78,10 @@ def get_model(
 
     Returns:
         The model in eval mode, with ``model.weights_info`` (its :class:`WeightRecord`, or
-        ``None``) and ``model.class_names`` (a tuple, or ``None`` when unknown).
+        ``None``; for a pretrained folder, a record made from its ``config.json``, without
+        sources), ``model.class_names`` (a tuple, or ``None`` when unknown), and
+        ``model.architecture_name`` / ``model.build_settings`` (the architecture key and every
+        constructor keyword, which :func:`beitv2_zoo.save_pretrained` writes).
 
     Raises:
         UnknownModelError: an unknown name (with the closest names).
@@ -87,8 +94,11 @@ def get_model(
     dtype = kwargs.pop("dtype", None) or torch.float32
     compile_model = kwargs.pop("compile", False)
 
-    record, checkpoint = _record_and_checkpoint(name_or_path, pretrained, options)
-    architecture, settings, architecture_name = _architecture(record, checkpoint, kwargs)
+    record, checkpoint, config = _record_and_checkpoint(name_or_path, pretrained, options)
+    if config is not None:
+        architecture, settings, architecture_name = config.architecture, {**config.settings, **kwargs}, config.architecture_name
+    else:
+        architecture, settings, architecture_name = _architecture(record, checkpoint, kwargs)
     _validate({**architecture.settings, **settings}, architecture.is_classifier)
 
     tokenizer = _tokenizer_settings(architecture, settings)  # a pretraining model's tokenizer, else None
@@ -108,7 +118,11 @@ def get_model(
         load_weights(model, checkpoint, dtype=dtype)
 
     model.weights_info = record
-    model.class_names = _class_names(record, checkpoint, getattr(model, "num_classes", 0))
+    num_classes = getattr(model, "num_classes", 0)
+    model.class_names = (_class_names(record, checkpoint, num_classes) if config is None
+                         else _folder_class_names(config, checkpoint, num_classes))
+    model.architecture_name = architecture_name
+    model.build_settings = {**architecture.settings, **settings}
     model = model.to(device=device or "cpu", dtype=dtype).eval()
     return compiled(model) if compile_model else model
 
@@ -209,14 +223,19 @@ def compiled(model: nn.Module) -> nn.Module:
 
 
 # ----------------------------------------------------------------- helpers
-def _record_and_checkpoint(name_or_path: str | Path, pretrained: PretrainedArg,
-                           options: DownloadOptions) -> tuple[WeightRecord | None, Checkpoint | None]:
+def _record_and_checkpoint(
+    name_or_path: str | Path, pretrained: PretrainedArg, options: DownloadOptions,
+) -> tuple[WeightRecord | None, Checkpoint | None, "pretrained_folders.PretrainedConfig | None"]:
+    folder = resolve.pretrained_folder(name_or_path, options)
+    if folder is not None:  # config.json + weights: rebuilt from the config, no registry entry
+        config = pretrained_folders.read_config(folder.config, folder.label)
+        return config.record, resolve.load_checkpoint(folder.weights), config
     if resolve.is_checkpoint_path(name_or_path):
-        return None, resolve.load_checkpoint(resolve.weights_file(str(name_or_path), None, options))
+        return None, resolve.load_checkpoint(resolve.weights_file(str(name_or_path), None, options)), None
     record = get_record(str(name_or_path))  # raises UnknownModelError with suggestions
     if pretrained is False or pretrained is None:
-        return record, None
-    return record, resolve.load_checkpoint(resolve.weights_file(pretrained, record, options))
+        return record, None, None
+    return record, resolve.load_checkpoint(resolve.weights_file(pretrained, record, options)), None
 
 
 def _architecture(record: WeightRecord | None, checkpoint: Checkpoint | None,
@@ -272,6 +291,19 @@ def _validate(settings: dict[str, Any], is_classifier: bool) -> None:
 
 
 _LABEL_SETS_BY_SIZE = {1000: "imagenet-1k", 21841: "imagenet-21k"}
+
+
+def _folder_class_names(config: "pretrained_folders.PretrainedConfig", checkpoint: Checkpoint | None,
+                        num_classes: int) -> tuple[str, ...] | None:
+    """A pretrained folder's class names (its weights file's, else its config's) when they fit the head;
+    ImageNet-1k's for a 1000-class head without names (timm's repositories name none; a 21k head is
+    left unnamed, since 21k checkpoints differ in their class order)."""
+    if not num_classes:
+        return None
+    for names in (checkpoint.classes if checkpoint is not None else None, config.class_names):
+        if names and len(names) == num_classes:
+            return tuple(names)
+    return label_set_names("imagenet-1k") if num_classes == 1000 else None
 
 
 def _class_names(record: WeightRecord | None, checkpoint: Checkpoint | None, num_classes: int) -> tuple[str, ...] | None:

@@ -8,9 +8,15 @@ or in a training recipe:
 ``'hf-hub:org/repo…'``     a Hugging Face Hub file (``[@revision][/file]``), via huggingface_hub
 ``'https://…'``            any URL, cached under a key made of the whole URL
 a file path                a checkpoint in any supported layout
-a folder                   a training run (``beitv2-zoo train --work-dir``): its ``model.safetensors``
+a folder                   a training run (``beitv2-zoo train --work-dir``) or a folder written by
+                           :func:`beitv2_zoo.save_pretrained`: its ``model.safetensors``
 a registered name          that name's published weights (``pretrained='beitv2_…_pt1k'``)
 =========================  =================================================================
+
+``get_model``'s first argument may also be a *pretrained folder*: a local folder or a Hub
+repository (``'hf-hub:org/repo[@rev]'``, no file name) with a ``config.json`` (ours, or
+timm's) beside its weights. :func:`pretrained_folder` fetches both; the model is then built
+from the config with no registry entry (:mod:`beitv2_zoo.pretrained`).
 
 :func:`weights_file` turns a spec into a :class:`LocalWeights`; :func:`load_checkpoint` reads
 it. Only files the package itself wrote atomically (its cache, its own package data) are
@@ -23,6 +29,7 @@ its tensors under ``tokenizer.*``: from the record named by ``WeightRecord.token
 a spec (``tokenizer_weights=…``), or fresh (``tokenizer_weights=False``).
 """
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -34,6 +41,7 @@ from .checkpoint import Checkpoint, read_checkpoint
 from .checkpoint.cache_copy import ensure_copy
 from .checkpoint.keymaps import StateDict
 from .errors import CheckpointError, ModelConfigError
+from .hub.hf import HubFileMissing, fetch_hf
 from .settings import wants_safetensors_copy
 from .weights import ALL_RECORDS, Source, WeightRecord, get_record, is_model
 
@@ -42,7 +50,9 @@ logger = logging.getLogger(__name__)
 WeightSpec = bool | str | Path
 """``True``, or a name, file, folder, URL or ``hf-hub:`` spec (module docstring)."""
 RUN_WEIGHTS = "model.safetensors"
-"""The file name of a training run's final weights (beside its ``recipe.json``)."""
+"""The file name of a training run's final weights (beside its ``recipe.json``), and of a pretrained folder's."""
+CONFIG_FILE = "config.json"
+"""What makes a folder or Hub repository a pretrained folder (:func:`pretrained_folder`)."""
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors", ".ckpt")
 
 
@@ -80,6 +90,62 @@ class LocalWeights:
     label: str
     owned: bool
     record: WeightRecord | None = None
+
+
+@dataclass(frozen=True)
+class PretrainedFolder:
+    """A folder or Hub repository holding ``config.json`` and its weights.
+
+    Attributes:
+        config: the parsed ``config.json``.
+        weights: its weights file (``model.safetensors``; on the Hub, else ``pytorch_model.bin``).
+        label: what the user passed (the folder or the ``hf-hub:`` spec).
+    """
+
+    config: Any
+    weights: LocalWeights
+    label: str
+
+
+def pretrained_folder(name_or_path: str | Path, options: DownloadOptions = DownloadOptions()) -> PretrainedFolder | None:
+    """The pretrained folder ``get_model``'s first argument names, fetched; ``None`` when it names none
+    (a registered name, a file, a folder without ``config.json``, an ``hf-hub:`` spec with a file name).
+
+    Raises:
+        CheckpointError: a Hub repository without ``config.json``, a folder whose ``config.json`` is
+            not JSON, or one without ``model.safetensors``.
+        WeightsDownloadError: from the download.
+    """
+    text = str(name_or_path)
+    if isinstance(name_or_path, str) and text.startswith("hf-hub:"):
+        repo = text[len("hf-hub:"):]
+        if len(repo.split("/")) != 2 or not all(repo.split("/")):
+            return None
+        offline = hub.is_offline() if options.offline is None else bool(options.offline)
+        try:
+            config_path = fetch_hf(repo, CONFIG_FILE, offline)
+        except HubFileMissing:
+            raise CheckpointError(f"{text} has no {CONFIG_FILE}, so there is nothing to build the model from; pass "
+                                  f"it as pretrained= of a registered name instead: get_model(<name>, "
+                                  f"pretrained={text!r})") from None
+        weights = LocalWeights(hub.fetch_hf_spec(text, offline=offline), text, owned=False)
+        return PretrainedFolder(_read_json(config_path, text), weights, text)
+    if isinstance(name_or_path, str) and is_model(text):
+        return None
+    folder = Path(name_or_path).expanduser()
+    if not (folder / CONFIG_FILE).is_file():
+        return None
+    if not (folder / RUN_WEIGHTS).is_file():
+        raise CheckpointError(f"{folder} has a {CONFIG_FILE} but no {RUN_WEIGHTS} beside it")
+    weights = LocalWeights(folder / RUN_WEIGHTS, str(folder), owned=_is_owned(folder / RUN_WEIGHTS))
+    return PretrainedFolder(_read_json(folder / CONFIG_FILE, str(folder)), weights, str(folder))
+
+
+def _read_json(path: Path, label: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{label}: cannot read {CONFIG_FILE} ({error})") from None
 
 
 def is_checkpoint_path(name_or_path: str | Path) -> bool:

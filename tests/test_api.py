@@ -74,9 +74,11 @@ def test_model_methods(tiny):
         # the pooled feature is fc_norm(mean of patch tokens), CLS excluded
         expected = torch.nn.functional.layer_norm(tokens[:, 1:].mean(1), (64,), tiny.fc_norm.weight, tiny.fc_norm.bias, 1e-6)
         assert max_abs_diff(pooled, expected) <= 1e-6
-        inter = tiny.forward_intermediates(x, indices=[1, -1])
-        assert len(inter) == 2 and max_abs_diff(inter[1], tokens) == 0.0
-        assert len(tiny.forward_intermediates(x, indices=2)) == 2
+        # timm's contract: patch tokens without CLS for NLC, [B, D, h, w] maps for NCHW (the default)
+        inter = tiny.forward_intermediates(x, indices=[1, -1], output_fmt="NLC", intermediates_only=True)
+        assert len(inter) == 2 and max_abs_diff(inter[1], tokens[:, 1:]) == 0.0
+        final, maps = tiny.forward_intermediates(x, indices=2)
+        assert max_abs_diff(final, tokens) == 0.0 and [m.shape for m in maps] == [(2, 64, 14, 14)] * 2
     with pytest.raises(IndexError):
         tiny.forward_intermediates(x, indices=[9])
     with pytest.raises(ValueError, match="stage"):

@@ -61,7 +61,7 @@ def test_convert_writes_canonical_safetensors_that_get_model_loads(sources, tiny
     assert f"wrote {dst}" in capsys.readouterr().out
     header = read_header(dst)
     meta = header.metadata
-    assert meta["format"] == "beitv2_zoo" and meta["format_version"] == "1" and meta["layout"] == "canonical"
+    assert meta["format"] == "pt" and meta["beitv2_zoo_format"] == "1" and meta["format_version"] == "1" and meta["layout"] == "canonical"
     assert meta["source"] == sources[layout].name and meta["source_layout"] == layout
     assert meta["source_sha256"] == hashlib.sha256(sources[layout].read_bytes()).hexdigest()
     assert json.loads(meta["model_settings"])["embed_dim"] == tiny.embed_dim

@@ -178,7 +178,8 @@ def test_forward_and_extract_feat_return_the_two_raw_block_outputs(mim, files):
     with torch.no_grad():
         early, last = mim(x)
         reference = files["model"](x)
-        blocks = mim.forward_intermediates(x, indices=[2, 3])
+        blocks = [torch.cat([cls, patches], dim=1) for patches, cls in mim.forward_intermediates(
+            x, indices=[2, 3], output_fmt="NLC", intermediates_only=True, return_prefix_tokens=True)]
     assert early.shape == last.shape == (2, 197, 64)
     assert max_abs_diff(early, reference[0]) == 0.0 and max_abs_diff(last, reference[1]) == 0.0
     assert max_abs_diff(early, blocks[0]) == 0.0 and max_abs_diff(last, blocks[1]) == 0.0  # after blocks 3 and 4, no norm
@@ -269,7 +270,8 @@ def test_fine_tuning_from_the_pretrained_backbone(files, caplog):
     assert classifier.head.weight.shape == (5, 64) and classifier.head.weight.std() > 0
     x = image_batch(2)
     with torch.no_grad():
-        assert max_abs_diff(classifier.forward_intermediates(x, indices=[-1])[0], source(x)[1]) <= 1e-5
+        last = classifier.forward_intermediates(x, indices=[-1], output_fmt="NLC", intermediates_only=True)[0]
+        assert max_abs_diff(last, source(x)[1][:, 1:]) <= 1e-5
     # the mmpretrain pretraining file (tokenizer inside) fine-tunes the same way
     with caplog.at_level(logging.WARNING, logger="beitv2_zoo"):
         again = get_model("test_beit_tiny", pretrained=files["mm"], num_classes=5)

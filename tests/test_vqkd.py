@@ -197,7 +197,8 @@ def test_common_model_api(tiny_tokenizer):
         assert tokens.shape == (2, 196, 64) and similarity.shape == (2, 196, 64)
         assert torch.equal(similarity.argmax(-1).view(2, 14, 14), tiny_tokenizer.encode(images))
         assert tiny_tokenizer.forward_head(tokens, pre_logits=True).norm(dim=-1).allclose(torch.ones(2, 196))
-        assert len(tiny_tokenizer.forward_intermediates(images, indices=[0, 1])) == 2
+        maps = tiny_tokenizer.forward_intermediates(images, indices=[0, 1], intermediates_only=True)
+        assert [m.shape for m in maps] == [(2, 64, 14, 14)] * 2
     assert tiny_tokenizer.get_classifier() is tiny_tokenizer.quantize
     assert {"quantize.embedding.weight", "encoder.pos_embed"} <= tiny_tokenizer.no_weight_decay()
     fresh = random_tokenizer(0)

@@ -1,5 +1,6 @@
 """Everything about state-dict files: safe reading, layout detection, pure key maps, adaptation and
 strict loading, architecture inference, the canonical safetensors format and its cache copies.
+Four layouts are read: mmpretrain, official (microsoft/unilm), timm and transformers.
 
 ============================  =================================================================
 :mod:`.pickle_io`             ``torch.load(weights_only=True)`` with inert stubs, size checks first
@@ -7,6 +8,7 @@ strict loading, architecture inference, the canonical safetensors format and its
 :mod:`.aligned`               safetensors files with 64-byte aligned tensors (the cache copies)
 :mod:`.keymaps`               pure key maps: mmpretrain classifier ↔ canonical
 :mod:`.keymaps_pretrain`      pure key maps: pretraining models and VQ-KD tokenizers
+:mod:`.keymaps_transformers`  pure key maps: Hugging Face transformers ``Beit*`` ↔ canonical
 :mod:`.layouts`               unwrap a loaded object and detect its layout
 :mod:`.reading`               :func:`read_checkpoint` → :class:`Checkpoint`
 :mod:`.adapt`                 fit to a model (resize, drops), strict load, the mismatch report

@@ -8,10 +8,20 @@ model's float32 outputs can differ in the last bits (about 1e-6 for a BEiT). At 
 offsets, a mapped model computes exactly what the same weights in ordinary memory compute.
 
 How: the header is padded with spaces (as the safetensors library pads it to 8 bytes)
-so that the data buffer starts at a multiple of 64, and, since the format allows no
-holes between tensors, a ``uint8`` filler tensor named ``__pad__.<i>``
-(:data:`~beitv2_zoo.checkpoint.safetensors_io.PAD_PREFIX`) fills each gap. Any safetensors reader
-opens the file; this package's readers skip the fillers.
+so that the data buffer starts at a multiple of 64. The format allows no holes between
+tensors, so the tensors after the first must be placed with care; two schemes:
+
+* ``fillers=False`` (the cache copies): no extra tensor. Every tensor whose byte size is a
+  multiple of 64 comes first, in the given order, so each of them starts aligned; the others
+  follow, largest first (only the first of them is sure to be aligned). In a BEiT these are
+  only small vectors and relative position tables, used element-wise or gathered, where the
+  address does not change a result; every weight matrix is a multiple of 64 bytes. The file
+  holds exactly the model's tensors, so any reader (``timm``'s strict ``load_state_dict``
+  included) accepts it.
+* ``fillers=True``: each gap is filled by a ``uint8`` tensor named ``__pad__.<i>``
+  (:data:`~beitv2_zoo.checkpoint.safetensors_io.PAD_PREFIX`), so *every* tensor starts aligned and
+  the given order is kept. Any safetensors reader opens the file and this package's readers
+  skip the fillers, but a strict ``load_state_dict`` elsewhere sees them as unexpected keys.
 """
 
 import hashlib
@@ -37,6 +47,7 @@ def save_aligned(
     metadata: dict[str, str] | None = None,
     *,
     temp: str | Path | None = None,
+    fillers: bool = True,
 ) -> str:
     """Write ``tensors`` and string ``metadata`` to ``path`` atomically, each tensor 64-byte aligned.
 
@@ -45,6 +56,8 @@ def save_aligned(
             with ``__pad__.``).
         temp: the temporary file to write before the rename (default: a hidden unique name
             beside ``path``); it must be on the same file system.
+        fillers: align every tensor with ``__pad__.<i>`` filler tensors, keeping the order
+            (``True``), or write no filler and reorder instead (``False``; module docstring).
 
     Returns:
         The sha256 of the file written, computed from the bytes on their way out.
@@ -54,7 +67,7 @@ def save_aligned(
         return sha256_of(path)
     path = Path(path)
     temp = Path(temp) if temp is not None else path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    entries, chunks = _layout({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    entries, chunks = _layout({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, fillers)
     header = json.dumps({"__metadata__": metadata, **entries} if metadata else entries, separators=(",", ":")).encode()
     header += b" " * (-(8 + len(header)) % ALIGNMENT)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,20 +84,29 @@ def save_aligned(
     return digest.hexdigest()
 
 
-def _layout(tensors: dict[str, torch.Tensor]) -> tuple[dict[str, dict], list[torch.Tensor]]:
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
+
+
+def _layout(tensors: dict[str, torch.Tensor], with_fillers: bool = True) -> tuple[dict[str, dict], list[torch.Tensor]]:
     """Header entries (fillers included) and the tensors to write, in file order."""
+    for name in tensors:
+        if name.startswith(PAD_PREFIX):
+            raise ValueError(f"tensor names starting with {PAD_PREFIX!r} are reserved for fillers, got {name!r}")
+    if not with_fillers:
+        whole = [k for k, v in tensors.items() if _nbytes(v) % ALIGNMENT == 0]
+        rest = sorted(tensors.keys() - set(whole), key=lambda k: (-_nbytes(tensors[k]), k))
+        tensors = {k: tensors[k] for k in (*whole, *rest)}
     entries: dict[str, dict] = {}
     chunks: list[torch.Tensor] = []
     offset = fillers = 0
     for name, tensor in tensors.items():
-        if name.startswith(PAD_PREFIX):
-            raise ValueError(f"tensor names starting with {PAD_PREFIX!r} are reserved for fillers, got {name!r}")
-        gap = -offset % ALIGNMENT
+        gap = -offset % ALIGNMENT if with_fillers else 0
         if gap:
             entries[f"{PAD_PREFIX}{fillers}"] = {"dtype": "U8", "shape": [gap], "data_offsets": [offset, offset + gap]}
             chunks.append(torch.zeros(gap, dtype=torch.uint8))
             offset, fillers = offset + gap, fillers + 1
-        nbytes = tensor.numel() * tensor.element_size()
+        nbytes = _nbytes(tensor)
         entries[name] = {"dtype": _DTYPE_NAMES[tensor.dtype], "shape": list(tensor.shape),
                          "data_offsets": [offset, offset + nbytes]}
         chunks.append(tensor)

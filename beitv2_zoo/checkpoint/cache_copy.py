@@ -6,7 +6,8 @@ How :func:`ensure_copy` proceeds, after :func:`beitv2_zoo.hub.fetch_weights` has
     2. Under the file's download lock (so of N processes one converts and the others reuse its
        copy), the copy is checked again; a stale or bad one is deleted with a warning.
     3. The pickle is read safely, converted to the canonical layout and written as the copy
-       (atomically, 64-byte aligned, then its ``.sha256`` file), and the copy is returned.
+       (atomically, with no filler tensor so that any strict loader accepts it; its weight
+       matrices 64-byte aligned; then its ``.sha256`` file), and the copy is returned.
     A copy that cannot be written (read-only cache, disk full, a lock that cannot be taken)
     never fails the load: a warning is logged and the verified pickle is returned. A pickle
     that is not a checkpoint this package converts is returned as it is, and the loader
@@ -108,7 +109,7 @@ def write_copy(source_file: Path, tensors: dict[str, torch.Tensor], metadata: di
     try:
         with writing(copy):
             check_free_space(copy, sum(t.numel() * t.element_size() + ALIGNMENT for t in tensors.values()))
-            digest = save_aligned(copy, tensors, metadata, temp=temp)
+            digest = save_aligned(copy, tensors, metadata, temp=temp, fillers=False)
             os.chmod(copy, stat.S_IMODE(source_file.stat().st_mode))  # readable by whoever may read the source
             _write_text_atomically(hash_path(copy), f"{digest}  {copy.name}\n")
     except BaseException:

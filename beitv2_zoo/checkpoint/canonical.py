@@ -7,7 +7,9 @@ unpickling: a pickle that would run code is refused), converted to the official 
 and written atomically with string metadata:
 
 =================  ==========================================================================
-``format``         ``'beitv2_zoo'``; ``format_version``: ``'1'``; ``layout``: ``'canonical'``
+``format``         ``'pt'`` (what transformers and other readers require); ``beitv2_zoo_format``:
+                   ``'1'`` (our marker; files with the older ``format: beitv2_zoo`` still read as
+                   canonical); ``format_version``: ``'1'``; ``layout``: ``'canonical'``
 ``source``         what was converted: the name, URL or hub spec as given, or the file name
 ``source_sha256``  sha256 of the source file
 ``source_layout``  ``'mmpretrain'``, ``'official'``, ``'timm'`` (or ``'canonical'``)
@@ -32,7 +34,7 @@ from ..version import written_by
 from .infer import infer_architecture
 from .keymaps import StateDict
 from .layouts import split_layout
-from .reading import CANONICAL_FORMAT, Checkpoint
+from .reading import Checkpoint, format_metadata
 from .safetensors_io import save
 
 FORMAT_VERSION = "1"
@@ -84,7 +86,7 @@ def canonical_metadata(checkpoint: Checkpoint, source: str, source_sha256: str, 
         record: the :class:`~beitv2_zoo.weights.schema.WeightRecord` of a registered name, if any.
     """
     metadata = {
-        "format": CANONICAL_FORMAT,
+        **format_metadata(),
         "format_version": FORMAT_VERSION,
         "layout": "canonical",
         "source": source,

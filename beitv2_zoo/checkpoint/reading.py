@@ -30,8 +30,23 @@ from .safetensors_io import load_in_memory, load_mmap, looks_like_safetensors, r
 
 logger = logging.getLogger(__name__)
 
+FORMAT_MARKER = "beitv2_zoo_format"
+"""The metadata key that marks a canonical file written by this package (its value: :data:`FORMAT_MARKER_VERSION`).
+
+The standard ``format`` key holds ``'pt'``, as transformers and other safetensors readers require."""
+FORMAT_MARKER_VERSION = "1"
 CANONICAL_FORMAT = "beitv2_zoo"
-"""``format`` metadata of safetensors files written by ``beitv2-zoo convert`` (:mod:`beitv2_zoo.checkpoint.canonical`)."""
+"""The ``format`` value of canonical files written before 0.2's ``format: pt``; still read as canonical."""
+
+
+def format_metadata() -> dict[str, str]:
+    """The format fields of every safetensors file this package writes: ``format: pt`` plus its own marker."""
+    return {"format": "pt", FORMAT_MARKER: FORMAT_MARKER_VERSION}
+
+
+def is_canonical_metadata(metadata: dict[str, str]) -> bool:
+    """Whether safetensors metadata marks a file written by this package (the marker, or the old ``format``)."""
+    return FORMAT_MARKER in metadata or metadata.get("format") == CANONICAL_FORMAT
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ def read_checkpoint(path: str | Path, *, mmap: bool = False) -> Checkpoint:
     else:
         raw, metadata = load_pickle_checkpoint(path), {}
     state_dict, layout = split_layout(raw, path)
-    if metadata.get("format") == CANONICAL_FORMAT:
+    if is_canonical_metadata(metadata):
         layout = "canonical"
     classes = _classes_from_meta(raw) or _classes_from_metadata(metadata)
     return Checkpoint(state_dict, layout, path, classes, metadata)

@@ -12,10 +12,12 @@ module only names, checks and removes copies, so the download layer never reads 
     <cache>/checkpoints/<file>.canonical.safetensors.tmp-<random>.incomplete    a copy being written
 
 The copy's name keeps the whole source name (suffix included), so it can never collide with
-another download, and ``sha256sum -c`` checks it by hand. Its tensors start on 64-byte
-boundaries (:mod:`beitv2_zoo.checkpoint.aligned`), so the mapped model computes bit for bit
-what the model loaded from the pickle computes; it gets the source file's permissions.
-Its metadata is what ``beitv2-zoo convert`` writes (``format``, ``layout``, ``source`` = the URL, ``source_sha256``,
+another download, and ``sha256sum -c`` checks it by hand. It holds exactly the
+model's tensors (no filler: ``timm``'s strict ``load_state_dict`` accepts it), ordered so
+that every tensor whose size is a multiple of 64 bytes (every weight matrix) starts on a
+64-byte boundary (:mod:`beitv2_zoo.checkpoint.aligned`), and the mapped model computes bit for
+bit what the model loaded from the pickle computes; it gets the source file's permissions.
+Its metadata is what ``beitv2-zoo convert`` writes (``format: pt``, ``beitv2_zoo_format``, ``layout``, ``source`` = the URL, ``source_sha256``,
 ``source_layout``, ``written_by``, ``model_settings``, ``classes``) plus:
 
 ======================  ================================================================
@@ -50,8 +52,9 @@ COPY_SUFFIX = ".canonical.safetensors"
 """Appended to the source file's name."""
 HASH_SUFFIX = ".sha256"
 """Appended to the copy's name for the file holding its sha256."""
-COPY_VERSION = "1"
-"""Bump when the copy's contents change meaning: older copies are then converted again."""
+COPY_VERSION = "2"
+"""Bump when the copy's contents change meaning: older copies are then converted again
+(``"2"``: ``format: pt`` metadata and no ``__pad__.*`` filler tensors)."""
 _MAX_HEADER = 100 * 2**20
 """Bytes: a copy's header is a few kilobytes; anything far larger is damage."""
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,4 +1,5 @@
-"""Hugging Face Hub files through huggingface_hub, which keeps them in its own cache (``HF_HUB_CACHE``)."""
+"""Hugging Face Hub files through huggingface_hub, which keeps them in its own cache (``HF_HUB_CACHE``),
+and the client :func:`beitv2_zoo.push_to_hub` uploads with (:func:`hf_api`)."""
 
 import os
 from pathlib import Path
@@ -63,3 +64,12 @@ def fetch_hf(repo: str, filename: str, offline: bool) -> Path:
         missing = any(cls.__name__ == "EntryNotFoundError" for cls in type(error).__mro__)
         kind = HubFileMissing if missing else WeightsDownloadError
         raise kind(f"hf-hub:{repo}/{filename}: {type(error).__name__}: {text[:300]}") from None
+
+
+def hf_api(token: str | None = None) -> Any:
+    """A ``huggingface_hub.HfApi`` on the endpoint ``HF_ENDPOINT`` names *now* (``token``: default ``HF_TOKEN``
+    or the saved login)."""
+    from huggingface_hub import HfApi
+
+    return HfApi(endpoint=hf_environment()["endpoint"], token=token, library_name="beitv2_zoo",
+                 library_version=__version__)

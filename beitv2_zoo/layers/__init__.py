@@ -10,7 +10,8 @@ from .block import Block
 from .drop_path import DropPath, drop_path_schedule
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
-from .rel_pos import RelativePositionBias, relative_position_index, resize_rel_pos_bias_table
+from .pos_embed import resample_abs_pos_embed
+from .rel_pos import RelativePositionBias, bias_for_grid, relative_position_index, resize_rel_pos_bias_table
 
 __all__ = [
     "ATTENTION_IMPLS",
@@ -20,8 +21,10 @@ __all__ = [
     "Mlp",
     "PatchEmbed",
     "RelativePositionBias",
+    "bias_for_grid",
     "drop_path_schedule",
     "relative_position_index",
+    "resample_abs_pos_embed",
     "resize_rel_pos_bias_table",
     "set_attention_impl",
 ]

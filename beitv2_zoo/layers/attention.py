@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import fast
-from .rel_pos import gather_bias, num_relative_distances, relative_position_index
+from .rel_pos import bias_for_grid, gather_bias, num_relative_distances, relative_position_index
 
 ATTENTION_IMPLS = ("sdpa", "eager")
 """How :class:`Attention` computes ``softmax(q·kᵀ/√d + bias)·v``: ``'sdpa'`` (the default) calls
@@ -110,6 +110,13 @@ class Attention(nn.Module):
             return None
         return gather_bias(self.relative_position_bias_table, self.relative_position_index)
 
+    def resized_bias(self, grid: tuple[int, int] | None) -> torch.Tensor | None:
+        """This layer's bias ``[H, L, L]`` for a patch ``grid`` other than its ``window_size``, the table resized
+        on the fly (:func:`~beitv2_zoo.layers.rel_pos.bias_for_grid`); ``None`` for its own grid or without a table."""
+        if grid is None or self.relative_position_bias_table is None or tuple(grid) == self.window_size:
+            return None
+        return bias_for_grid(self.relative_position_bias_table, grid)
+
     def position_bias(
         self, shared_bias: torch.Tensor | None, dtype: torch.dtype, own: torch.Tensor | None = None
     ) -> torch.Tensor | None:
@@ -145,19 +152,27 @@ class Attention(nn.Module):
             return eager_attention(q, k, v, bias, dropout_p)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout_p)
 
-    def attention_probs(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def attention_probs(
+        self, x: torch.Tensor, shared_bias: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         """The attention weights ``softmax(q·kᵀ/√d + bias)``, ``[B, H, L, L]`` (for pictures and analysis).
 
         The projection is the one :meth:`forward` uses (:func:`fast.linear` at CPU inference).
         """
         q, k, _ = self.split_heads(fast.linear(x, self.qkv.weight, self.qkv_bias()))
-        return attention_weights(q, k, self.position_bias(shared_bias, q.dtype))
+        return attention_weights(q, k, self.position_bias(shared_bias, q.dtype, self.resized_bias(grid)))
 
-    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
+    def forward(
+        self, x: torch.Tensor, shared_bias: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``.
+
+        ``grid``: the patch grid of ``x`` when it may differ from ``window_size`` (dynamic input size).
+        """
+        own = self.resized_bias(grid)
         if fast.applies(x):  # CPU inference: the same function through faster kernels
-            return fast.attention(self, x, shared_bias)
+            return fast.attention(self, x, shared_bias, own)
         q, k, v = self.split_heads(F.linear(x, self.qkv.weight, self.qkv_bias()))
         dropout_p = self.attn_drop if self.training else 0.0
-        out = self.attend(q, k, v, self.position_bias(shared_bias, q.dtype), dropout_p)
+        out = self.attend(q, k, v, self.position_bias(shared_bias, q.dtype, own), dropout_p)
         return self.proj_drop(self.proj(self.merge_heads(out)))

@@ -55,7 +55,12 @@ class Block(nn.Module):
             return torch.addcmul(x, gamma, branch)  # no drop path: x + γ·branch in one kernel
         return x + self.drop_path(gamma * branch)
 
-    def forward(self, x: torch.Tensor, shared_bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``."""
-        x = self.residual(x, self.gamma_1, self.attn(self.norm1(x), shared_bias))
+    def forward(
+        self, x: torch.Tensor, shared_bias: torch.Tensor | None = None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
+        """``x``: ``[B, L, D]``; ``shared_bias``: ``[H, L, L]`` or ``None`` → ``[B, L, D]``.
+
+        ``grid``: the patch grid of ``x`` when it may differ from the build size (see :class:`Attention`).
+        """
+        x = self.residual(x, self.gamma_1, self.attn(self.norm1(x), shared_bias, grid))
         return self.residual(x, self.gamma_2, self.mlp(self.norm2(x)))

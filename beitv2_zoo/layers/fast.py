@@ -146,7 +146,9 @@ def gather_bias(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return wide.t().contiguous().index_select(1, index.view(-1)).view(-1, length, length).to(table.dtype)
 
 
-def attention(layer: nn.Module, x: torch.Tensor, shared_bias: torch.Tensor | None) -> torch.Tensor:
+def attention(
+    layer: nn.Module, x: torch.Tensor, shared_bias: torch.Tensor | None, own: torch.Tensor | None = None
+) -> torch.Tensor:
     """:meth:`Attention.forward <beitv2_zoo.layers.Attention.forward>` of ``layer`` with oneDNN projections
     and, in bfloat16, :func:`batched_bf16_attention`.
 
@@ -155,7 +157,8 @@ def attention(layer: nn.Module, x: torch.Tensor, shared_bias: torch.Tensor | Non
     """
     q, k, v = layer.split_heads(linear(x, layer.qkv.weight, layer.qkv_bias()))
     table = layer.relative_position_bias_table
-    own = None if table is None else gather_bias(table, layer.relative_position_index)
+    if own is None:  # ``own``: the layer's bias resized for another grid (dynamic input size)
+        own = None if table is None else gather_bias(table, layer.relative_position_index)
     bias = layer.position_bias(shared_bias, q.dtype, own)
     dropout_p = layer.attn_drop if layer.training else 0.0
     if q.dtype == torch.bfloat16 and layer.attn_impl == "sdpa" and not dropout_p:

@@ -71,9 +71,20 @@ class RelativePositionBias(nn.Module):
         self.relative_position_bias_table = nn.Parameter(torch.zeros(num_relative_distances(self.window_size), num_heads))
         self.register_buffer("relative_position_index", relative_position_index(self.window_size), persistent=False)
 
-    def forward(self) -> torch.Tensor:
-        """Returns the bias ``[H, N + 1, N + 1]``."""
-        return gather_bias(self.relative_position_bias_table, self.relative_position_index)
+    def forward(self, grid: tuple[int, int] | None = None) -> torch.Tensor:
+        """Returns the bias ``[H, N + 1, N + 1]``; for another patch ``grid`` (``N = gh * gw``), the
+        table resized on the fly (:func:`bias_for_grid`)."""
+        if grid is None or tuple(grid) == self.window_size:
+            return gather_bias(self.relative_position_bias_table, self.relative_position_index)
+        return bias_for_grid(self.relative_position_bias_table, grid)
+
+
+def bias_for_grid(table: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """The attention bias ``[H, N + 1, N + 1]`` of a patch ``grid`` (``N = gh * gw``) from a square-window
+    table ``[R, H]`` built for another grid: the table is resized as the checkpoint loader resizes it
+    (:func:`resize_rel_pos_bias_table`, differentiable), then gathered with the grid's own index."""
+    size = (int(grid[0]), int(grid[1]))
+    return gather_bias(resize_rel_pos_bias_table(table, size), relative_position_index(size).to(table.device))
 
 
 def _geometric_offsets(src: int, dst: int) -> torch.Tensor:

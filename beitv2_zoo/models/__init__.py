@@ -6,6 +6,7 @@ from typing import Any
 from torch import nn
 
 from .beit import BEIT_ARCHITECTURES, Beit, build_beit
+from .features import FeatureExtractor, FeatureInfo, features_only
 from .mim import MIM_ARCHITECTURES, BeitV2Pretrain
 from .quantizer import NormEMAQuantizer
 from .vqkd import VQKD, VQKD_ARCHITECTURES
@@ -42,9 +43,12 @@ __all__ = [
     "BEIT_ARCHITECTURES",
     "Beit",
     "BeitV2Pretrain",
+    "FeatureExtractor",
+    "FeatureInfo",
     "MIM_ARCHITECTURES",
     "NormEMAQuantizer",
     "VQKD",
     "VQKD_ARCHITECTURES",
     "build_beit",
+    "features_only",
 ]

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Block, PatchEmbed, RelativePositionBias, drop_path_schedule
+from ..layers import Block, PatchEmbed, RelativePositionBias, drop_path_schedule, resample_abs_pos_embed
 from .init import init_weights_, rescale_residuals_
 
 BEIT_ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -58,13 +58,17 @@ class Beit(nn.Module):
         use_rel_pos_bias: each block has its own relative position bias table.
         use_shared_rel_pos_bias: one table ``rel_pos_bias`` shared by all blocks.
         init_values: layer-scale initial value; ``None``/``0`` for no layer scale.
-        global_pool: ``'avg'`` or ``'token'``.
+        global_pool: ``'avg'``, ``'token'``, or ``''`` (no pooling: the head reads every token, as in timm).
         drop_rate: dropout after the position embedding, after each attention projection and after each
             MLP, where the official code applies it (there is none before the head).
         attn_drop_rate: attention-weight dropout.
         drop_path_rate: stochastic depth of the last block (linear from 0).
         norm_eps: LayerNorm epsilon.
         head_init_scale: the freshly initialised head is multiplied by this.
+        dynamic_img_size: accept inputs of any height and width that are multiples of ``patch_size``:
+            the patch grid is read from the input, and the relative position tables (and ``pos_embed``)
+            are resized on the fly as the checkpoint loader resizes them for another ``img_size``.
+            ``False`` (the default) accepts only ``img_size`` inputs; at that size both agree bit for bit.
     """
 
     init_bound: float = 2.0
@@ -90,17 +94,19 @@ class Beit(nn.Module):
         drop_path_rate: float = 0.0,
         norm_eps: float = 1e-6,
         head_init_scale: float = 0.001,
+        dynamic_img_size: bool = False,
     ) -> None:
         super().__init__()
-        if global_pool not in ("avg", "token"):
-            raise ValueError(f"global_pool must be 'avg' or 'token', got {global_pool!r}")
+        if global_pool not in ("avg", "token", ""):
+            raise ValueError(f"global_pool must be 'avg', 'token' or '', got {global_pool!r}")
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
         self.global_pool = global_pool
         self.num_prefix_tokens = 1
         self.grad_checkpointing = False
+        self.dynamic_img_size = dynamic_img_size
 
-        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim, strict_img_size=not dynamic_img_size)
         grid = self.patch_embed.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.mask_token: nn.Parameter | None = None  # masked image modeling adds one (BeitV2Pretrain)
@@ -122,6 +128,8 @@ class Beit(nn.Module):
             )
             for rate in drop_path_schedule(drop_path_rate, depth)
         )
+        # timm's per-block feature metadata (read by beitv2_zoo.models.features and by timm's own wrappers)
+        self.feature_info = [dict(module=f"blocks.{i}", num_chs=embed_dim, reduction=patch_size) for i in range(depth)]
         use_fc_norm = global_pool == "avg"
         self.norm = nn.Identity() if use_fc_norm else nn.LayerNorm(embed_dim, eps=norm_eps)
         self.fc_norm = nn.LayerNorm(embed_dim, eps=norm_eps) if use_fc_norm else None
@@ -144,11 +152,31 @@ class Beit(nn.Module):
         """Recompute block activations in the backward pass to save memory."""
         self.grad_checkpointing = enable
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's parameter-group regexes (``timm.optim`` layer decay reads them).
+
+        Group 0 (``stem``) is the embedding (``cls_token``, ``mask_token``, ``pos_embed``, ``patch_embed``,
+        the shared ``rel_pos_bias``); then one group per block; unmatched parameters (``fc_norm``,
+        ``head``) form the last group. ``coarse`` is accepted for timm's signature and changes nothing.
+        """
+        return dict(
+            stem=r"^cls_token|^mask_token|^pos_embed|^patch_embed|^rel_pos_bias",
+            blocks=[(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        )
+
     def get_classifier(self) -> nn.Module:
         return self.head
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the head with a fresh ``Linear(D, num_classes)`` (``0``: no head)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the head with a fresh ``Linear(D, num_classes)`` (``0``: no head).
+
+        ``global_pool`` (``'avg'``, ``'token'`` or ``''``), when given, changes the pooling as in timm;
+        the norms stay where they are (``fc_norm`` after pooling, if the model has one).
+        """
+        if global_pool is not None:
+            if global_pool not in ("avg", "token", ""):
+                raise ValueError(f"global_pool must be 'avg', 'token' or '', got {global_pool!r}")
+            self.global_pool = global_pool
         self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         init_weights_([self.head], bound=self.init_bound)
@@ -168,13 +196,23 @@ class Beit(nn.Module):
             tokens = tokens * (1.0 - weight) + self.mask_token.to(tokens.dtype) * weight
         tokens = torch.cat([self.cls_token.expand(tokens.shape[0], -1, -1), tokens], dim=1)
         if self.pos_embed is not None:
-            tokens = tokens + self.pos_embed
+            pos_embed: torch.Tensor = self.pos_embed
+            if self.dynamic_img_size:
+                grid = self.patch_embed.feat_size(x.shape[-2:])
+                pos_embed = resample_abs_pos_embed(pos_embed, grid, self.patch_embed.grid_size, self.num_prefix_tokens)
+            tokens = tokens + pos_embed
         return self.pos_drop(tokens)
 
-    def _run_block(self, block: Block, x: torch.Tensor, shared_bias: torch.Tensor | None) -> torch.Tensor:
+    def _grid(self, x: torch.Tensor) -> tuple[int, int] | None:
+        """The patch grid of images ``x`` for the blocks, or ``None`` (the build grid) without ``dynamic_img_size``."""
+        return self.patch_embed.feat_size(x.shape[-2:]) if self.dynamic_img_size else None
+
+    def _run_block(
+        self, block: Block, x: torch.Tensor, shared_bias: torch.Tensor | None, grid: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if self.grad_checkpointing and torch.is_grad_enabled():
-            return checkpoint(block, x, shared_bias, use_reentrant=False)
-        return block(x, shared_bias)
+            return checkpoint(block, x, shared_bias, grid, use_reentrant=False)
+        return block(x, shared_bias, grid)
 
     def _run_blocks(
         self, x: torch.Tensor, mask: torch.Tensor | None = None, keep: Collection[int] = (), depth: int | None = None
@@ -188,11 +226,12 @@ class Beit(nn.Module):
             keep: indices (from 0) of the blocks whose outputs to keep.
             depth: how many blocks to run.
         """
+        grid = self._grid(x)
         tokens = self._embed(x, mask)
-        shared_bias = self.rel_pos_bias() if self.rel_pos_bias is not None else None
+        shared_bias = self.rel_pos_bias(grid) if self.rel_pos_bias is not None else None
         kept = []
         for i, block in enumerate(self.blocks[:depth]):
-            tokens = self._run_block(block, tokens, shared_bias)
+            tokens = self._run_block(block, tokens, shared_bias, grid)
             if i in keep:
                 kept.append(tokens)
         return BlockOutputs(tokens, kept, shared_bias)
@@ -209,10 +248,15 @@ class Beit(nn.Module):
         return self.norm(self._run_blocks(x).last)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens ``[B, 1 + N, D]`` → the global feature ``[B, D]`` the head reads."""
+        """Tokens ``[B, 1 + N, D]`` → the global feature ``[B, D]`` the head reads (``fc_norm`` applied if present;
+        ``global_pool=''``: the tokens themselves)."""
         if self.global_pool == "avg":
-            return self.fc_norm(tokens[:, self.num_prefix_tokens :].mean(dim=1))
-        return tokens[:, 0]
+            feature = tokens[:, self.num_prefix_tokens :].mean(dim=1)
+        elif self.global_pool == "token":
+            feature = tokens[:, 0]
+        else:  # '': no pooling, every token [B, 1 + N, D]
+            feature = tokens
+        return feature if self.fc_norm is None else self.fc_norm(feature)
 
     def forward_head(self, tokens: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Tokens ``[B, 1 + N, D]`` → logits ``[B, num_classes]``, or the pooled feature ``[B, D]``."""
@@ -239,38 +283,91 @@ class Beit(nn.Module):
         feature = self.pool(self.forward_features(x))
         return feature if stage == "pre_logits" else (feature,)
 
+    def _take_indices(self, indices: int | Sequence[int] | None) -> list[int]:
+        """timm's ``feature_take_indices``: ``None`` → every block, an int ``n`` → the last ``n`` blocks,
+        a sequence → those blocks (negative counts from the end); as indices from 0, in the order given."""
+        depth = len(self.blocks)
+        if indices is None:
+            indices = depth
+        if isinstance(indices, int):
+            if not 0 < indices <= depth:
+                raise IndexError(f"last-n indices={indices} is out of range (1 to {depth})")
+            return list(range(depth - indices, depth))
+        taken = [self._block_index(i) for i in indices]
+        if not taken:
+            raise ValueError(f"no blocks requested (indices={indices!r})")
+        return taken
+
     def forward_intermediates(
-        self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False
-    ) -> list[torch.Tensor]:
-        """Token outputs of chosen blocks.
+        self,
+        x: torch.Tensor,
+        indices: int | Sequence[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Any] | tuple[torch.Tensor, list[Any]]:
+        """timm's ``forward_intermediates``: the outputs of chosen blocks, as feature maps or patch tokens.
 
         Args:
             x: images ``[B, C, H, W]``.
-            indices: block indices (negative counts from the end), or an int ``n`` for the
-                last ``n`` blocks; ``None`` for all blocks.
-            norm: apply the final ``norm`` (identity for ``'avg'`` pooling) to each output.
+            indices: block indices (negative counts from the end), an int ``n`` for the last ``n``
+                blocks, or ``None`` for all blocks.
+            return_prefix_tokens: each intermediate becomes a pair ``(patches, cls [B, 1, D])``.
+            norm: apply the final ``norm`` (identity for ``'avg'`` pooling) to each intermediate.
+            stop_early: run no block after the last one asked for (the final features are then
+                the ``norm`` of that block's output).
+            output_fmt: ``'NCHW'``: maps ``[B, D, H/p, W/p]``; ``'NLC'``: patch tokens ``[B, N, D]``.
+                Either way the CLS token is split off (see ``return_prefix_tokens``).
+            intermediates_only: return only the list.
 
         Returns:
-            One ``[B, 1 + N, D]`` tensor per requested block, in block order.
+            ``(final, intermediates)``, ``final`` = ``forward_features`` ``[B, 1 + N, D]``, or only the list
+            of intermediates (one per requested block, in block order).
         """
-        depth = len(self.blocks)
-        if indices is None:
-            wanted = set(range(depth))
-        elif isinstance(indices, int):
-            wanted = set(range(max(depth - indices, 0), depth))
-        else:
-            wanted = {self._block_index(i) for i in indices}
-        if not wanted:
-            raise ValueError(f"no blocks requested (indices={indices!r})")
-        outputs = self._run_blocks(x, keep=wanted, depth=max(wanted) + 1).kept
-        return [self.norm(t) for t in outputs] if norm else outputs
+        output_fmt = str(getattr(output_fmt, "value", output_fmt))  # timm passes its Format enum
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt must be 'NCHW' or 'NLC', got {output_fmt!r}")
+        take = self._take_indices(indices)
+        depth = max(take) + 1 if stop_early else None
+        last, kept, _ = self._run_blocks(x, keep=set(take), depth=depth)
+        if norm:
+            kept = [self.norm(t) for t in kept]
+        prefix = [t[:, : self.num_prefix_tokens] for t in kept]
+        patches = [t[:, self.num_prefix_tokens :] for t in kept]
+        if output_fmt == "NCHW":
+            height, width = self.patch_embed.feat_size(x.shape[-2:])
+            patches = [t.reshape(t.shape[0], height, width, -1).permute(0, 3, 1, 2).contiguous() for t in patches]
+        intermediates: list[Any] = list(zip(patches, prefix)) if return_prefix_tokens else patches
+        if intermediates_only:
+            return intermediates
+        return self.norm(last), intermediates
+
+    def prune_intermediate_layers(
+        self, indices: int | Sequence[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
+        """timm's ``prune_intermediate_layers``: drop the blocks after the last of ``indices`` and, if asked,
+        the final ``norm`` and the head (``fc_norm`` and ``head``, pooling ``''``). Changes the model in place.
+
+        Returns:
+            The kept indices as indices from 0 (negative ones would point elsewhere after pruning).
+        """
+        take = self._take_indices(indices)
+        self.blocks = self.blocks[: max(take) + 1]
+        if prune_norm:
+            self.norm = nn.Identity()
+        if prune_head:  # what timm's reset_classifier(0, '') leaves: no fc_norm, no pooling, no head
+            self.fc_norm = None
+            self.global_pool, self.num_classes, self.head = "", 0, nn.Identity()
+        return take
 
     def attention_maps(self, x: torch.Tensor, layer: int = -1) -> torch.Tensor:
         """Attention weights of block ``layer`` (negative counts from the end), ``[B, H, 1 + N, 1 + N]``."""
         layer = self._block_index(layer)
         tokens, _, shared_bias = self._run_blocks(x, depth=layer)
         block = self.blocks[layer]
-        return block.attn.attention_probs(block.norm1(tokens), shared_bias)
+        return block.attn.attention_probs(block.norm1(tokens), shared_bias, self._grid(x))
 
 
 def build_beit(arch: str, **kwargs: Any) -> Beit:

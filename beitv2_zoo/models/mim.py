@@ -133,12 +133,17 @@ class BeitV2Pretrain(Beit):
         """The LM head over the code vocabulary."""
         return self.lm_head
 
-    def reset_classifier(self, num_classes: int) -> None:
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
         """Replace the LM head with a fresh one over ``num_classes`` codes (a new vocabulary).
+
+        ``global_pool`` is there for :meth:`Beit.reset_classifier`'s signature; the LM head reads every
+        patch token, so only ``None`` is accepted.
 
         To fine-tune a classifier from these weights, build the classifier instead:
         ``get_model('beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k', pretrained=<this file>, num_classes=n)``.
         """
+        if global_pool is not None:
+            raise ValueError("a pretraining model's LM head reads every patch token; it takes no global_pool")
         if self.tokenizer is not None and num_classes != self.tokenizer.num_codes:
             raise ValueError(f"the attached tokenizer has {self.tokenizer.num_codes} codes, not {num_classes}")
         self.lm_head = nn.Linear(self.embed_dim, num_classes, device=self.lm_head.weight.device)

@@ -173,9 +173,23 @@ class VQKD(nn.Module):
             unit = F.normalize(layer(tokens.to(layer[-1].weight.dtype)).float(), dim=-1)
             return unit if pre_logits else unit @ self.quantize.embedding.weight.float().t()
 
-    def forward_intermediates(self, images: torch.Tensor, indices: int | list[int] | None = None) -> list[torch.Tensor]:
-        """Images in [0, 1] → the encoder's block outputs ``[B, 1 + N, D]`` (see :meth:`Beit.forward_intermediates`)."""
-        return self.encoder.forward_intermediates(self.preprocess(images), indices)
+    def forward_intermediates(
+        self,
+        images: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[Any] | tuple[torch.Tensor, list[Any]]:
+        """Images in [0, 1] → the encoder's :meth:`Beit.forward_intermediates` (timm's contract: NCHW maps
+        ``[B, D, h, w]`` or NLC patch tokens ``[B, N, D]``, CLS split off; with the final features unless
+        ``intermediates_only``)."""
+        return self.encoder.forward_intermediates(
+            self.preprocess(images), indices, return_prefix_tokens=return_prefix_tokens, norm=norm,
+            stop_early=stop_early, output_fmt=output_fmt, intermediates_only=intermediates_only,
+        )
 
     def get_classifier(self) -> nn.Module:
         """The quantizer: the codebook plays the part of a classifier over codes."""

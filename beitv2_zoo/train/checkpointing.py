@@ -39,7 +39,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import CANONICAL_FORMAT, safetensors_io
+from ..checkpoint import safetensors_io
+from ..checkpoint.reading import format_metadata
 from ..checkpoint.safetensors_io import write_error
 from ..errors import CheckpointWriteError
 from .config import TrainRecipe, save_recipe
@@ -78,8 +79,8 @@ def restore_rng(rng: dict[str, Any]) -> None:
 
 
 def weights_metadata(classes: tuple[str, ...] | None = None) -> dict[str, str]:
-    """safetensors metadata: our canonical-layout marker, and class names when known."""
-    metadata = {"format": CANONICAL_FORMAT}
+    """safetensors metadata: ``format: pt`` with our canonical-layout marker, and class names when known."""
+    metadata = format_metadata()
     if classes:
         metadata["classes"] = json.dumps(list(classes))
     return metadata
