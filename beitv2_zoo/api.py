@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast, overload
 
 import torch
 from torch import nn
@@ -22,6 +22,7 @@ from .errors import ModelConfigError
 from .hub import sha256_of
 from .inference import Prediction, predict, require_classifier
 from .models import ARCHITECTURES, VQKD, Architecture
+from .models.protocol import ZooModel
 from .resolve import DownloadOptions, WeightSpec
 from .transforms import ImageInput
 from .weights import WeightRecord, get_record, is_model, list_models
@@ -44,7 +45,7 @@ def get_model(
     progress: bool | None = None,
     safetensors_copy: bool | None = None,
     **kwargs: Any,
-) -> nn.Module:
+) -> ZooModel:
     """Build a model by registry name (or from a checkpoint file) and optionally load weights.
 
     Args:
@@ -124,11 +125,21 @@ def get_model(
     model.architecture_name = architecture_name
     model.build_settings = {**architecture.settings, **settings}
     model = model.to(device=device or "cpu", dtype=dtype).eval()
-    return compiled(model) if compile_model else model
+    return cast(ZooModel, compiled(model) if compile_model else model)
+
+
+@overload
+def inference_model(model: nn.Module | ZooModel | str, inputs: ImageInput, *, topk: int | None = ...,
+                    batch_size: int = ..., num_workers: int | None = ..., on_error: str = ...,
+                    **kwargs: Any) -> Prediction: ...
+@overload
+def inference_model(model: nn.Module | ZooModel | str, inputs: list[ImageInput] | tuple[ImageInput, ...], *,
+                    topk: int | None = ..., batch_size: int = ..., num_workers: int | None = ...,
+                    on_error: str = ..., **kwargs: Any) -> list[Prediction | None]: ...
 
 
 def inference_model(
-    model: nn.Module | str,
+    model: nn.Module | ZooModel | str,
     inputs: ImageInput | Sequence[ImageInput],
     *,
     topk: int | None = None,
@@ -170,7 +181,8 @@ def inference_model(
         model = get_model(model, **kwargs)
     elif kwargs:
         raise TypeError(f"unexpected keyword arguments for an already-built model: {sorted(kwargs)}")
-    return predict(model, inputs, topk=topk, batch_size=batch_size, num_workers=num_workers, on_error=on_error)
+    return predict(cast(nn.Module, model), inputs, topk=topk, batch_size=batch_size,  # type: ignore[call-overload]
+                   num_workers=num_workers, on_error=on_error)
 
 
 def convert_checkpoint(src: str | Path, dst: str | Path, *, source: str | None = None,
@@ -194,7 +206,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, *, source: str | None =
     return canonical.write_canonical(checkpoint, dst, local.label, sha256_of(local.path), local.record)
 
 
-def save_checkpoint(model: nn.Module, path: str | Path) -> canonical.ConvertedFile:
+def save_checkpoint(model: "nn.Module | ZooModel", path: str | Path) -> canonical.ConvertedFile:
     """Write ``model``'s weights as a canonical safetensors file with its class names
     (``model.class_names``), so that ``get_model(path)`` and ``get_model(name, pretrained=path)``
     give back the same model, head and labels."""

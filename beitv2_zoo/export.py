@@ -9,11 +9,12 @@ import torch
 from torch import nn
 
 from .errors import MissingDependencyError
+from .models.protocol import ZooModel
 
 logger = logging.getLogger(__name__)
 
 
-def export_onnx(model: nn.Module, path: str | Path, opset: int = 18) -> Path:
+def export_onnx(model: "nn.Module | ZooModel", path: str | Path, opset: int = 18) -> Path:
     """Write ``model`` (images ``[B, 3, S, S]`` → outputs) to ``path`` as ONNX; ``B`` is dynamic.
 
     Uses the ``torch.export``-based exporter (needs ``onnxscript``) and falls back to the
@@ -51,7 +52,7 @@ def onnx_files(path: str | Path) -> list[Path]:
     return [path, *beside]
 
 
-def check_onnx(model: nn.Module, path: str | Path, batch_sizes: tuple[int, ...] = (1, 3), seed: int = 0) -> float:
+def check_onnx(model: "nn.Module | ZooModel", path: str | Path, batch_sizes: tuple[int, ...] = (1, 3), seed: int = 0) -> float:
     """Largest absolute difference between onnxruntime and PyTorch outputs on random inputs.
 
     Raises:

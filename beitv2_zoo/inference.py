@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypedDict, overload
+from typing import TypedDict, overload
 
 import numpy as np
 import torch

@@ -57,6 +57,7 @@ from .checkpoint.canonical import write_canonical
 from .errors import ModelConfigError
 from .hub.hf import hf_api
 from .models import ARCHITECTURES, VQKD, Architecture, Beit, BeitV2Pretrain
+from .models.protocol import ZooModel
 from .version import __version__
 from .weights import Preprocessing, WeightRecord
 
@@ -94,7 +95,7 @@ class PretrainedConfig:
 
 
 # ------------------------------------------------------------------ writing
-def save_pretrained(model: nn.Module, directory: str | Path, *, repo_id: str | None = None) -> Path:
+def save_pretrained(model: "nn.Module | ZooModel", directory: str | Path, *, repo_id: str | None = None) -> Path:
     """Write ``model`` as ``config.json`` + ``model.safetensors`` + ``README.md`` in ``directory`` (created).
 
     ``get_model(directory)`` gives back the same module (bit-identical outputs), preprocessing
@@ -122,7 +123,7 @@ def save_pretrained(model: nn.Module, directory: str | Path, *, repo_id: str | N
     return directory
 
 
-def push_to_hub(model: nn.Module, repo_id: str, *, revision: str | None = None, private: bool | None = None,
+def push_to_hub(model: "nn.Module | ZooModel", repo_id: str, *, revision: str | None = None, private: bool | None = None,
                 token: str | None = None, commit_message: str | None = None, create_pr: bool = False) -> Any:
     """Upload ``model`` to the Hub repository ``repo_id`` as :func:`save_pretrained` writes it.
 

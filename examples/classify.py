@@ -20,6 +20,8 @@ model = get_model(args.model, pretrained=args.weights or True)
 predictions = inference_model(model, images, topk=5, batch_size=8)
 
 for path, prediction in zip(images, predictions):
+    if prediction is None:  # only with on_error='skip'
+        continue
     print(f"\n{path.name}")
     print(f"  {'rank':<5}{'score':>8}  class")
     for rank, (label, name, score) in enumerate(prediction["pred_topk"], start=1):

@@ -26,4 +26,5 @@ pixels = create_transform(model)(args.image).unsqueeze(0).numpy()
 logits = session.run(None, {session.get_inputs()[0].name: pixels})[0][0]
 probabilities = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
 best = int(probabilities.argmax())
-print(f"{args.out}: {model.class_names[best]} ({probabilities[best]:.1%})")
+name = model.class_names[best] if model.class_names else str(best)
+print(f"{args.out}: {name} ({probabilities[best]:.1%})")

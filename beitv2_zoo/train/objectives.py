@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import VQKD, BeitV2Pretrain
+from ..models.protocol import ZooModel
 
 
 def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -19,7 +20,7 @@ def masked_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def mim_loss(
-    model: BeitV2Pretrain, images: torch.Tensor, target_images: torch.Tensor, mask: torch.Tensor
+    model: "BeitV2Pretrain | ZooModel", images: torch.Tensor, target_images: torch.Tensor, mask: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """The BEiT v2 pretraining loss of one batch.
 
@@ -36,7 +37,7 @@ def mim_loss(
 
 
 def mim_loss_from_ids(
-    model: BeitV2Pretrain, images: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor
+    model: "BeitV2Pretrain | ZooModel", images: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor
 ) -> dict[str, torch.Tensor]:
     """The pretraining loss against given code ids ``[B, h, w]`` or ``[B, N]``.
 
@@ -55,7 +56,7 @@ def mim_loss_from_ids(
             "mlm_acc_1": masked_accuracy(logits_1, labels), "mlm_acc_2": masked_accuracy(logits_2, labels)}
 
 
-def vqkd_loss(tokenizer: VQKD, images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+def vqkd_loss(tokenizer: "VQKD | ZooModel", images: torch.Tensor, targets: torch.Tensor) -> dict[str, torch.Tensor]:
     """The VQ-KD training objective of one batch (in training mode the codebook takes its EMA step).
 
     Args:
