@@ -22,10 +22,12 @@ from .errors import ModelConfigError
 from .hub import sha256_of
 from .inference import Prediction, predict, require_classifier
 from .models import ARCHITECTURES, VQKD, Architecture
+from .models.features import features_only
 from .models.protocol import ZooModel
 from .resolve import DownloadOptions, WeightSpec
 from .transforms import ImageInput
-from .weights import WeightRecord, get_record, is_model, list_models
+from .weights import IMAGENET_EVAL, WeightRecord, get_record, is_model, list_models
+from .weights.timm_cfg import pretrained_cfg_of
 from .weights.labels import class_names as label_set_names
 
 logger = logging.getLogger(__name__)
@@ -75,7 +77,12 @@ def get_model(
             weights of ``model.tokenizer``: ``True`` (the record's tokenizer), a weight spec,
             or ``False`` (random). By default they come from the model's file, or from the
             record's tokenizer when the file has none (official files), and are random
-            without ``pretrained``.
+            without ``pretrained``. ``features_only=True`` with ``out_indices`` (block indices, or an
+            int for the last n blocks; default 3) returns timm's features-only backbone: ``model(x)`` is
+            a list of ``[B, D, H/16, W/16]`` maps and ``model.feature_info`` describes them.
+            ``dynamic_img_size=True`` accepts other input sizes at forward (tables resized on the fly).
+            Every model carries timm's ``pretrained_cfg`` (``timm.data.resolve_model_data_config``
+            gives the record's preprocessing).
 
     Returns:
         The model in eval mode, with ``model.weights_info`` (its :class:`WeightRecord`, or
@@ -94,6 +101,7 @@ def get_model(
     tokenizer_weights = kwargs.pop("tokenizer_weights", None)
     dtype = kwargs.pop("dtype", None) or torch.float32
     compile_model = kwargs.pop("compile", False)
+    want_features, out_indices = kwargs.pop("features_only", False), kwargs.pop("out_indices", 3)
 
     record, checkpoint, config = _record_and_checkpoint(name_or_path, pretrained, options)
     if config is not None:
@@ -124,6 +132,12 @@ def get_model(
                          else _folder_class_names(config, checkpoint, num_classes))
     model.architecture_name = architecture_name
     model.build_settings = {**architecture.settings, **settings}
+    preprocessing = record.preprocessing if record is not None else None
+    model.pretrained_cfg = pretrained_cfg_of(record or preprocessing or IMAGENET_EVAL, num_classes or 0)
+    if want_features:  # timm's create_model(features_only=True, out_indices=...): a list of NCHW maps
+        if not hasattr(model, "feature_info"):
+            raise ModelConfigError(f"features_only=True needs a BEiT backbone; {architecture_name} has no feature maps")
+        model = features_only(model, out_indices)
     model = model.to(device=device or "cpu", dtype=dtype).eval()
     return cast(ZooModel, compiled(model) if compile_model else model)
 

@@ -38,6 +38,7 @@ from .checkpoint.keymaps import StateDict
 from .checkpoint.keymaps_transformers import canonical_to_transformers
 from .checkpoint.safetensors_io import save, write_error
 from .errors import ModelConfigError
+from .models.protocol import ZooModel
 from .resolve import DownloadOptions
 from .weights import WeightRecord, get_record, is_model
 from .weights.labels import class_names as label_set_names
@@ -64,7 +65,7 @@ class TransformersExport:
     num_tensors: int
 
 
-def export_transformers(model_or_checkpoint: nn.Module | Checkpoint | StateDict, directory: str | Path, *,
+def export_transformers(model_or_checkpoint: "nn.Module | ZooModel | Checkpoint | StateDict", directory: str | Path, *,
                         record: WeightRecord | None = None,
                         class_names: Sequence[str] | None = None) -> TransformersExport:
     """Write a classifier as a transformers ``BeitForImageClassification`` folder.

@@ -273,3 +273,22 @@ def test_base_features_only_matches_timm_create_model():
         assert_same(timm_features(x), maps, tol=1e-4)
     for accessor in ("channels", "reduction", "module_name"):
         assert getattr(features.feature_info, accessor)() == getattr(timm_features.feature_info, accessor)()
+
+
+def test_get_model_features_only_and_pretrained_cfg_as_timm_resolves_them():
+    """get_model's timm contract: features_only/out_indices and a pretrained_cfg timm's data config reads."""
+    import timm.data
+
+    from beitv2_zoo import get_model
+
+    backbone = get_model("test_beit_tiny", features_only=True, out_indices=(1, 3))
+    maps = backbone(torch.rand(2, 3, 224, 224))
+    assert [tuple(m.shape) for m in maps] == [(2, 64, 14, 14)] * 2
+    assert backbone.feature_info.channels() == [64, 64] and backbone.feature_info.reduction() == [16, 16]
+    timm_base = get_model("beitv2_base_patch16_224.in1k_ft_in1k", img_size=224)
+    assert timm.data.resolve_model_data_config(timm_base)["crop_pct"] == pytest.approx(0.9)
+    mmpretrain_tiny = get_model("test_beit_tiny")
+    config = timm.data.resolve_model_data_config(mmpretrain_tiny)
+    assert config["crop_pct"] == pytest.approx(224 / 256) and config["interpolation"] == "bicubic"
+    with pytest.raises(Exception, match="features_only"):
+        get_model("test_vqkd_tiny", features_only=True)
