@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 import os
+from pathlib import Path
 
 import pytest
 import torch
@@ -175,3 +176,23 @@ def test_cache_list_verify_and_clean(served_record, isolated_cache, capsys):
     assert sorted(e.path.name for e in list_cache()) == sorted([name, f"other_20240101-{'0' * 8}.pth"])
     assert main(["cache", "clean", "--all"]) == 0
     assert list_cache() == []
+
+
+def test_every_result_printing_hub_command_has_json(served_record, isolated_cache, tmp_path, capsys):
+    """Issue 15 item 5: --json on download, cache list / verify / clean and convert."""
+    import json
+
+    record, name, digest, data = served_record
+    assert main(["download", record.name, "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert row["name"] == record.name and row["sha256"] == hashlib.sha256(data).hexdigest()
+    assert main(["cache", "list", "--json"]) == 0
+    listed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [Path(r["path"]).name for r in listed] == [name] and listed[0]["names"] == [record.name]
+    assert main(["cache", "verify", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "ok"
+    assert main(["convert", row["path"], str(tmp_path / "out.safetensors"), "--json"]) == 0
+    converted = json.loads(capsys.readouterr().out)
+    assert converted["metadata"]["format"] == "pt" and Path(converted["path"]).is_file()
+    assert main(["cache", "clean", "--all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[0])["removed"].endswith(name)

@@ -2,6 +2,7 @@
 (to a canonical ``.safetensors`` file, or with ``--to transformers`` to a folder transformers loads)."""
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     download.add_argument("names", nargs="+", metavar="NAME", help="registered names (also URLs or hf-hub:org/repo specs)")
     download.add_argument("--source", help="only this source of each record: a host (openmmlab, official, hf-hub) or 1, 2, …")
     _add_cache_dir(download)
+    _add_json(download)
     download.set_defaults(handler=run_download, one_line_errors=True)
 
     cache = commands.add_parser("cache", help="list, verify or clean the download cache")
@@ -22,6 +24,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     clean.add_argument("--all", action="store_true", help="remove every cached checkpoint too")
     for parser, handler in ((listing, run_cache_list), (verify, run_cache_verify), (clean, run_cache_clean)):
         _add_cache_dir(parser)
+        _add_json(parser)
         parser.set_defaults(handler=handler, one_line_errors=True)
 
     convert = commands.add_parser(
@@ -37,7 +40,17 @@ def register(commands: argparse._SubParsersAction) -> None:
                               "BeitForImageClassification.from_pretrained(DST) (classifiers only)")
     convert.add_argument("--source", help="for a registered name: which of its sources to fetch")
     _add_cache_dir(convert)
+    _add_json(convert)
     convert.set_defaults(handler=run_convert, one_line_errors=True)
+
+
+def _add_json(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object per result instead of text")
+
+
+def _emit(args: argparse.Namespace, text: str, record: dict) -> None:
+    """One result: ``text`` for people, or ``record`` as one JSON line with ``--json``."""
+    print(json.dumps(record) if args.json else text)
 
 
 def _add_cache_dir(parser: argparse.ArgumentParser) -> None:
@@ -70,8 +83,9 @@ def run_download(args: argparse.Namespace) -> int:
             print(f"error: {name}: {' '.join(str(error).split())}", file=sys.stderr)
             failed += 1
             continue
-        size = path.stat().st_size
-        print(f"{name}: {path} ({size:,} bytes, {_human(size)}; sha256 {hub.sha256_of(path)})")
+        size, digest = path.stat().st_size, hub.sha256_of(path)
+        _emit(args, f"{name}: {path} ({size:,} bytes, {_human(size)}; sha256 {digest})",
+              {"name": name, "path": str(path), "bytes": size, "sha256": digest})
     return 1 if failed else 0
 
 
@@ -80,6 +94,11 @@ def run_cache_list(args: argparse.Namespace) -> int:
 
     root = hub.checkpoints_dir(args.cache_dir)
     entries = hub.list_cache(args.cache_dir)
+    if args.json:
+        for entry in entries:
+            print(json.dumps({"path": str(entry.path), "bytes": entry.size, "partial": entry.partial,
+                              "names": list(entry.names), "copy_of": entry.copy_of}))
+        return 0
     print(f"cache: {root}")
     for entry in entries:
         state = "partial" if entry.partial else "copy" if entry.copy_of else "file"
@@ -100,11 +119,12 @@ def run_cache_verify(args: argparse.Namespace) -> int:
     for entry in entries:
         status, detail = hub.verify_entry(entry)
         bad += status == "bad"
-        print(f"{status.upper():<9} {entry.path.name}  {detail}")
+        _emit(args, f"{status.upper():<9} {entry.path.name}  {detail}",
+              {"path": str(entry.path), "status": status, "detail": detail})
     if bad:
         print(f"{bad} bad file(s): delete them (`beitv2-zoo cache clean --all`, or by hand) and download again",
               file=sys.stderr)
-    elif not entries:
+    elif not entries and not args.json:
         print(f"no files in {hub.checkpoints_dir(args.cache_dir)}")
     return 1 if bad else 0
 
@@ -114,8 +134,9 @@ def run_cache_clean(args: argparse.Namespace) -> int:
 
     removed = hub.clean_cache(args.cache_dir, everything=args.all)
     for path, size in removed:
-        print(f"removed {path} ({_human(size)})")
-    print(f"freed {_human(sum(size for _, size in removed))}" if removed else "nothing to remove")
+        _emit(args, f"removed {path} ({_human(size)})", {"removed": str(path), "bytes": size})
+    if not args.json:
+        print(f"freed {_human(sum(size for _, size in removed))}" if removed else "nothing to remove")
     return 0
 
 
@@ -133,6 +154,10 @@ def run_convert(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     meta = result.metadata
+    if args.json:
+        print(json.dumps({"path": str(result.path), "tensors": result.num_tensors, "bytes": result.num_bytes,
+                          "sha256": result.sha256, "metadata": meta}))
+        return 0
     print(f"wrote {result.path} ({result.num_tensors} tensors, {_human(result.num_bytes)}; sha256 {result.sha256})")
     print(f"  from {meta['source']} ({meta['source_layout']} layout, sha256 {meta['source_sha256']})")
     return 0
@@ -154,6 +179,10 @@ def _run_convert_transformers(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     config = result.config
+    if args.json:
+        print(json.dumps({"directory": str(result.directory), "files": [str(p) for p in result.files],
+                          "tensors": result.num_tensors, "config": config}))
+        return 0
     print(f"wrote {result.directory}/ ({', '.join(p.name for p in result.files)}; {result.num_tensors} tensors)")
     print(f"  BeitForImageClassification: {config['num_hidden_layers']} layers, width {config['hidden_size']}, "
           f"{len(config['id2label'])} classes, image {config['image_size']}")
