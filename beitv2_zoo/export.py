@@ -1,4 +1,4 @@
-"""Export a model to ONNX with a dynamic batch dimension, and check it with onnxruntime."""
+"""Export a model to ONNX or OpenVINO with a dynamic batch dimension, and check it with their runtimes."""
 
 import importlib.util
 import logging
@@ -70,5 +70,46 @@ def check_onnx(model: "nn.Module | ZooModel", path: str | Path, batch_sizes: tup
         with torch.inference_mode():
             expected = model.cpu()(images).float().numpy()
         actual = session.run(None, {input_name: images.numpy()})[0]
+        worst = max(worst, float(np.abs(actual - expected).max()))
+    return worst
+
+
+def export_openvino(model: "nn.Module | ZooModel", path: str | Path) -> Path:
+    """Write ``model`` as an OpenVINO IR (``path`` ``.xml`` and its ``.bin``), batch dimension dynamic.
+
+    Converted with ``openvino.convert_model`` from a trace on a ``[2, 3, S, S]`` example (after any
+    number of earlier forward passes: the model keeps no cached derived tensors); read it back with
+    ``openvino.Core().read_model(path)``.
+
+    Raises:
+        MissingDependencyError: the ``openvino`` package is not installed (``pip install 'beitv2-zoo[openvino]'``).
+    """
+    if importlib.util.find_spec("openvino") is None:
+        raise MissingDependencyError("OpenVINO export needs the openvino package: pip install 'beitv2-zoo[openvino]'")
+    import openvino
+
+    path = Path(path).with_suffix(".xml")
+    size = model.patch_embed.img_size
+    example = torch.zeros(2, 3, size, size, device=next(model.parameters()).device)
+    converted = openvino.convert_model(model.eval(), example_input=example, input=[(-1, 3, size, size)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    openvino.save_model(converted, str(path), compress_to_fp16=False)
+    return path
+
+
+def check_openvino(model: "nn.Module | ZooModel", path: str | Path, batch_sizes: tuple[int, ...] = (1, 3),
+                   seed: int = 0) -> float:
+    """Largest absolute difference between OpenVINO (CPU) and PyTorch outputs on random inputs."""
+    import openvino
+
+    compiled = openvino.Core().compile_model(str(path), "CPU")
+    size = model.patch_embed.img_size
+    generator = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for batch in batch_sizes:
+        images = torch.randn(batch, 3, size, size, generator=generator)
+        with torch.inference_mode():
+            expected = model.cpu()(images).float().numpy()
+        actual = compiled(images.numpy())[0]
         worst = max(worst, float(np.abs(actual - expected).max()))
     return worst

@@ -55,3 +55,23 @@ def test_export_reports_every_file_it_wrote(tmp_path, capsys):
     printed = capsys.readouterr().out
     for path in out.parent.iterdir():
         assert str(path) in printed
+
+
+def test_openvino_export_after_inference_matches_pytorch(tmp_path, capsys):
+    """Issue 15 item 7 (and issue 12 item 5): an OpenVINO IR converted after a no-grad forward, with a
+    dynamic batch, computes what PyTorch computes (0.1's caches made the conversion fail here)."""
+    pytest.importorskip("openvino")
+    import torch
+
+    from beitv2_zoo import get_model
+    from beitv2_zoo.cli import main
+    from beitv2_zoo.export import check_openvino, export_openvino
+
+    model = get_model("test_beit_tiny")
+    with torch.no_grad():
+        model(torch.rand(1, 3, 224, 224))
+    xml = export_openvino(model, tmp_path / "tiny.xml")
+    assert xml.is_file() and xml.with_suffix(".bin").is_file()
+    assert check_openvino(model, xml, batch_sizes=(1, 3)) < 1e-4
+    assert main(["export", "test_beit_tiny", "--random", "--format", "openvino", "--out", str(tmp_path / "cli.xml")]) == 0
+    assert "OpenVINO vs PyTorch" in capsys.readouterr().out
