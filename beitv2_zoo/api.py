@@ -18,7 +18,7 @@ from torch import nn
 from . import pretrained as pretrained_folders
 from . import resolve
 from .checkpoint import Checkpoint, architecture_of, canonical, load_weights
-from .errors import ModelConfigError
+from .errors import CheckpointError, ModelConfigError
 from .hub import sha256_of
 from .inference import Prediction, predict, require_classifier
 from .models import ARCHITECTURES, VQKD, Architecture
@@ -258,6 +258,9 @@ def _record_and_checkpoint(
         return config.record, resolve.load_checkpoint(folder.weights), config
     if resolve.is_checkpoint_path(name_or_path):
         return None, resolve.load_checkpoint(resolve.weights_file(str(name_or_path), None, options)), None
+    if not (isinstance(name_or_path, str) and is_model(name_or_path)) and Path(name_or_path).is_dir():
+        raise CheckpointError(f"{name_or_path} is a folder without config.json and model.safetensors (what "
+                              "save_pretrained writes); pass a checkpoint file, or a registered name with pretrained=")
     record = get_record(str(name_or_path))  # raises UnknownModelError with suggestions
     if pretrained is False or pretrained is None:
         return record, None, None

@@ -71,6 +71,8 @@ def predict(
 
     single = not isinstance(inputs, (list, tuple))
     items = [inputs] if single else list(inputs)
+    if not items:
+        return []
     transform = create_transform(model)
     names = _class_names(model)
     parameter = next(model.parameters())

@@ -135,12 +135,12 @@ def _array_to_pil(array: np.ndarray) -> Image.Image:
         return Image.fromarray(np.ascontiguousarray(array[:, :, :3]), mode="RGB")
     if array.ndim == 3 and array.shape[2] == 1:
         return Image.fromarray(array[:, :, 0], mode="L").convert("RGB")
-    raise ValueError(f"numpy images must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]; got shape {array.shape}")
+    raise InvalidInputError(f"numpy images must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]; got shape {array.shape}")
 
 
 def _tensor_to_pil(tensor: torch.Tensor) -> Image.Image:
     if tensor.ndim != 3 or tensor.shape[0] not in (1, 3):
-        raise ValueError(f"image tensors must be [3, H, W] or [1, H, W], got {list(tensor.shape)}")
+        raise InvalidInputError(f"image tensors must be [3, H, W] or [1, H, W], got {list(tensor.shape)}")
     tensor = tensor.detach().cpu()
     if 0 in tensor.shape:
         raise InvalidInputError(f"the image tensor has no pixels (shape {list(tensor.shape)})")

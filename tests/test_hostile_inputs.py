@@ -93,3 +93,20 @@ def test_an_image_without_pixels_is_refused(empty):
 def test_a_zero_sized_pil_image_is_refused():
     with pytest.raises(InvalidInputError, match="no pixels"):
         inference_model(get_model(TINY), Image.new("RGB", (0, 0)))
+
+
+def test_an_empty_list_gives_an_empty_list():
+    assert inference_model(get_model(TINY), []) == []
+
+
+@pytest.mark.parametrize("bad", [torch.rand(64, 64), np.zeros((4, 4, 2), np.uint8)])
+def test_a_tensor_or_array_of_the_wrong_shape_is_a_typed_error(bad):
+    with pytest.raises(InvalidInputError, match="must be"):
+        inference_model(get_model(TINY), bad)
+
+
+def test_a_folder_that_is_not_a_saved_model_says_so(tmp_path):
+    from beitv2_zoo import CheckpointError
+
+    with pytest.raises(CheckpointError, match="config.json"):
+        get_model(tmp_path)
