@@ -199,3 +199,10 @@ def test_no_network_fails_fast_in_one_line(tmp_path, verbosity):
     if not verbosity:
         assert len(lines) == 1, done.stderr
     assert "retry" not in done.stderr  # a host that does not exist is not retried (0.1: 4 back-offs per source)
+
+
+@pytest.mark.parametrize("argv", [["bench", "--batch-sizes", "0"], ["bench", "--repeats", "-1"],
+                                  ["test", "x", "--data", "d", "--batch-size", "0"]])
+def test_other_commands_check_their_numbers(argv, capsys):
+    code, _, err = run(argv, capsys)
+    assert code == 2 and err.count("\n") == 1, err

@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+from ..arguments import non_negative_int, positive_int
+
 SECTIONS = ("throughput", "folder", "cold-start", "mim-step")  # as beitv2_zoo.bench.SECTIONS (not imported: torch)
 DEFAULT_SECTIONS = ("throughput", "folder", "cold-start")
 
@@ -17,20 +19,20 @@ def register(commands: argparse._SubParsersAction) -> None:
     bench.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                        help=f"run only these sections of {', '.join(SECTIONS)} (default: {' '.join(DEFAULT_SECTIONS)})")
     bench.add_argument("--mim-step", action="store_true", help="add the MIM pretraining-step section to the default ones")
-    bench.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    bench.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8, 32])
     bench.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
-    bench.add_argument("--repeats", type=int, default=5, help="timed repeats per configuration (median reported)")
+    bench.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per configuration (median reported)")
     bench.add_argument("--peers", nargs="*", default=["timm", "mmpretrain", "onnxruntime"])
-    bench.add_argument("--cold-repeats", type=int, default=5, help="cold-start runs per implementation (0 to skip)")
+    bench.add_argument("--cold-repeats", type=non_negative_int, default=5, help="cold-start runs per implementation (0 to skip)")
     folder = bench.add_argument_group("folder inference")
-    folder.add_argument("--folder-images", type=int, default=64, help="JPEG photos written for it (0 to skip; default 64)")
-    folder.add_argument("--folder-batch-sizes", type=int, nargs="+", default=[8], help="default 8, as predict's")
-    folder.add_argument("--folder-workers", type=int,
+    folder.add_argument("--folder-images", type=non_negative_int, default=64, help="JPEG photos written for it (0 to skip; default 64)")
+    folder.add_argument("--folder-batch-sizes", type=positive_int, nargs="+", default=[8], help="default 8, as predict's")
+    folder.add_argument("--folder-workers", type=non_negative_int,
                         help="decoding threads (default: inference_model's choice, 0 or 2; see inference.auto_workers)")
     mim = bench.add_argument_group("MIM pretraining step")
     mim.add_argument("--mim-model", default="beitv2_mim_base_patch16", help="a pretraining architecture")
-    mim.add_argument("--mim-batch-size", type=int, help="images per step (default 256 on CUDA, 8 on CPU)")
-    mim.add_argument("--mim-steps", type=int, help="steps per timed run (default 10 on CUDA, 1 on CPU)")
+    mim.add_argument("--mim-batch-size", type=positive_int, help="images per step (default 256 on CUDA, 8 on CPU)")
+    mim.add_argument("--mim-steps", type=positive_int, help="steps per timed run (default 10 on CUDA, 1 on CPU)")
     mim.add_argument("--mim-attentions", nargs="+", default=["sdpa", "eager"],
                      help="eager, sdpa, or sdpa:flash|efficient|cudnn|math (default: sdpa eager)")
     bench.add_argument("--json", type=Path, help="also write the full result as JSON")
