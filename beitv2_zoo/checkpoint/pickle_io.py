@@ -113,6 +113,11 @@ def load_pickle_checkpoint(path: Path) -> Any:
         UnsafeCheckpointError: the pickle references code-running globals; nothing ran.
         CheckpointError: the file is truncated, corrupt, or not a PyTorch checkpoint.
     """
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    if not head.startswith((b"PK\x03\x04", b"\x80")):  # a zip archive (torch.save) or a pickle (legacy format)
+        raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither the zip archive torch.save writes nor a "
+                              f"pickle; it starts with {head!r}); checkpoints are .pth/.bin/.safetensors files")
     if zipfile.is_zipfile(path):
         check_declared_sizes(path)
     stubs = [_make_stub(name) for name in _globals_listed_in_zip(path)]
