@@ -42,10 +42,8 @@ BEiT repositories on the Hub (``hf-hub:timm/beitv2_base_patch16_224.in1k_ft_in1k
 import inspect
 import json
 import math
-import os
 import re
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +51,7 @@ from typing import Any
 from torch import nn
 
 from .checkpoint import Checkpoint, architecture_of
+from .checkpoint.cache_copy import write_text_atomically
 from .checkpoint.canonical import write_canonical
 from .errors import ModelConfigError
 from .hub.hf import hf_api
@@ -60,6 +59,7 @@ from .models import ARCHITECTURES, VQKD, Architecture, Beit, BeitV2Pretrain
 from .models.protocol import ZooModel
 from .version import __version__
 from .weights import Preprocessing, WeightRecord
+from .weights.timm_cfg import pretrained_cfg_of
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -118,8 +118,8 @@ def save_pretrained(model: "nn.Module | ZooModel", directory: str | Path, *, rep
     checkpoint = Checkpoint(state, "canonical", Path(f"<{type(model).__name__} in memory>"),
                             getattr(model, "class_names", None))
     write_canonical(checkpoint, directory / WEIGHTS_NAME, config.get("model_name") or type(model).__name__, "", record)
-    _write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
-    _write_text(directory / CARD_NAME, str(model_card(config, record, repo_id)))
+    write_text_atomically(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    write_text_atomically(directory / CARD_NAME, str(model_card(config, record, repo_id)))
     return directory
 
 
@@ -167,7 +167,7 @@ def model_config(model: nn.Module) -> dict[str, Any]:
         "model_name": record.name if record is not None else None,
         "license": record.license if record is not None else None,
         "preprocessing": _preprocessing_dict(preprocessing),
-        "pretrained_cfg": _timm_cfg(preprocessing, num_classes),
+        "pretrained_cfg": _jsonable(pretrained_cfg_of(preprocessing, num_classes)),
     }
     try:
         json.dumps(config)
@@ -335,13 +335,6 @@ def _preprocessing_dict(p: Preprocessing) -> dict[str, Any]:
             "mean": list(p.mean), "std": list(p.std), "crop_pct": p.crop_pct}
 
 
-def _timm_cfg(p: Preprocessing, num_classes: int) -> dict[str, Any]:
-    return {"input_size": [3, p.crop_size, p.crop_size], "interpolation": p.interpolation,
-            "crop_pct": p.crop_pct or round(p.crop_size / p.resize_size, 4), "crop_mode": "center",
-            "mean": list(p.mean), "std": list(p.std), "num_classes": num_classes,
-            "first_conv": "patch_embed.proj", "classifier": "head"}
-
-
 def _base_model(record: WeightRecord | None) -> str | None:
     """A Hub repo id the weights came from (a record's ``hf-hub`` source, or an ``org/name`` upstream)."""
     if record is None:
@@ -355,15 +348,6 @@ def _base_model(record: WeightRecord | None) -> str | None:
 def _display_name(model: nn.Module) -> str:
     record = getattr(model, "weights_info", None)
     return getattr(record, "name", None) or getattr(model, "architecture_name", "") or type(model).__name__
-
-
-def _write_text(path: Path, text: str) -> None:
-    temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        temp.write_text(text, encoding="utf-8")
-        os.replace(temp, path)
-    finally:
-        temp.unlink(missing_ok=True)
 
 
 __all__ = ["CONFIG_NAME", "PretrainedConfig", "model_card", "model_config", "push_to_hub", "read_config",

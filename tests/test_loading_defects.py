@@ -218,3 +218,12 @@ def test_a_mismatch_report_stays_short_for_twenty_thousand_keys(tmp_path):
     message = str(error.value)
     assert "20000 unexpected" in message and "… and 19970 more" in message
     assert len(message) < 4000 and message.count("\n") < 50
+
+
+def test_large_finite_weights_are_not_taken_for_infinity():
+    """The finiteness check screens by sums: a sum that overflows must not make finite tensors an error."""
+    from beitv2_zoo.checkpoint import check_finite
+
+    check_finite({"huge": torch.full((8,), 3e38), "half": torch.full((8,), 6e4, dtype=torch.float16)})
+    with pytest.raises(CheckpointError, match="nan_here"):
+        check_finite({"nan_here": torch.tensor([1.0, float("nan")]), "fine": torch.ones(2)})

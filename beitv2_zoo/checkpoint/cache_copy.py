@@ -111,7 +111,7 @@ def write_copy(source_file: Path, tensors: dict[str, torch.Tensor], metadata: di
             check_free_space(copy, sum(t.numel() * t.element_size() + ALIGNMENT for t in tensors.values()))
             digest = save_aligned(copy, tensors, metadata, temp=temp, fillers=False)
             os.chmod(copy, stat.S_IMODE(source_file.stat().st_mode))  # readable by whoever may read the source
-            _write_text_atomically(hash_path(copy), f"{digest}  {copy.name}\n")
+            write_text_atomically(hash_path(copy), f"{digest}  {copy.name}\n")
     except BaseException:
         for path in (copy, hash_path(copy)):
             try:
@@ -122,10 +122,11 @@ def write_copy(source_file: Path, tensors: dict[str, torch.Tensor], metadata: di
     return copy
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write a small UTF-8 text file under a temporary name, then rename it onto ``path``."""
     temp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}.incomplete")
     try:
-        temp.write_text(text, encoding="ascii")
+        temp.write_text(text, encoding="utf-8")
         os.replace(temp, path)
     finally:
         temp.unlink(missing_ok=True)

@@ -24,7 +24,6 @@ manifests existed (0.1) is accepted when its files load, with a warning that it 
 verified.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -43,6 +42,7 @@ from ..checkpoint import safetensors_io
 from ..checkpoint.reading import format_metadata
 from ..checkpoint.safetensors_io import write_error
 from ..errors import CheckpointWriteError
+from ..hub.cache import sha256_of
 from .config import TrainRecipe, save_recipe
 from .errors import ResumeError
 
@@ -139,7 +139,7 @@ def save_checkpoint(work_dir: Path, step: int, recipe: TrainRecipe, model_state:
 
 def write_manifest(folder: Path) -> None:
     """``manifest.json``: the size and sha256 of every other file in ``folder``."""
-    files = {item.name: {"bytes": item.stat().st_size, "sha256": _sha256(item)}
+    files = {item.name: {"bytes": item.stat().st_size, "sha256": sha256_of(item)}
              for item in sorted(folder.iterdir()) if item.is_file() and item.name != MANIFEST}
     (folder / MANIFEST).write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
 
@@ -167,7 +167,7 @@ def verify_checkpoint(folder: Path) -> None:
             raise ResumeError(f"{folder}: {name} is missing")
         if path.stat().st_size != expected["bytes"]:
             raise ResumeError(f"{folder}: {name} has {path.stat().st_size} bytes, {expected['bytes']} were written")
-        if _sha256(path) != expected["sha256"]:
+        if sha256_of(path) != expected["sha256"]:
             raise ResumeError(f"{folder}: {name} is not the file that was written (sha256 differs): damaged")
 
 
@@ -190,14 +190,6 @@ def verified_checkpoint(work_dir: Path) -> Path | None:
             continue
         return folder
     return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _fsync_dir(folder: Path) -> None:
