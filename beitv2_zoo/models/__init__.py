@@ -19,12 +19,16 @@ class Architecture:
     Attributes:
         model_class: the ``nn.Module`` subclass.
         settings: its constructor keywords for this architecture.
-        is_classifier: takes ``num_classes`` and produces logits (``inference_model`` works).
+        is_classifier: takes ``num_classes`` and produces logits (``inference_model`` works):
+            an image classifier or a semantic segmenter.
+        task: ``'image-classification'``, ``'semantic-segmentation'``, ``'masked-image-modeling'``
+            or ``'visual-tokenizer'`` (the values of :attr:`WeightRecord.task`).
     """
 
     model_class: type[nn.Module]
     settings: dict[str, Any] = field(default_factory=dict)
     is_classifier: bool = True
+    task: str = "image-classification"
 
     def build(self, **overrides: Any) -> nn.Module:
         return self.model_class(**{**self.settings, **overrides})
@@ -32,8 +36,10 @@ class Architecture:
 
 ARCHITECTURES: dict[str, Architecture] = {
     **{name: Architecture(Beit, settings) for name, settings in BEIT_ARCHITECTURES.items()},
-    **{name: Architecture(BeitV2Pretrain, settings, is_classifier=False) for name, settings in MIM_ARCHITECTURES.items()},
-    **{name: Architecture(VQKD, settings, is_classifier=False) for name, settings in VQKD_ARCHITECTURES.items()},
+    **{name: Architecture(BeitV2Pretrain, settings, is_classifier=False, task="masked-image-modeling")
+       for name, settings in MIM_ARCHITECTURES.items()},
+    **{name: Architecture(VQKD, settings, is_classifier=False, task="visual-tokenizer")
+       for name, settings in VQKD_ARCHITECTURES.items()},
 }
 """Every architecture name a weight record may use."""
 

@@ -1,6 +1,6 @@
 """Constants the weight tables share, each written once: hosts, papers, evaluation presets, source helpers."""
 
-from .schema import Preprocessing, Source
+from .schema import Preprocessing, SegmentationPreprocessing, Source
 
 BEIT_V2_PAPER = "https://arxiv.org/abs/2208.06366"
 BEIT_PAPER = "https://arxiv.org/abs/2106.08254"
@@ -19,6 +19,11 @@ TIMM_BASE_EVAL = Preprocessing(resize_size=248, crop_size=224, crop_pct=0.9)
 """timm ``crop_pct=0.9``: short edge ``floor(224 / 0.9) = 248``, centre crop 224."""
 TIMM_LARGE_EVAL = Preprocessing(resize_size=235, crop_size=224, crop_pct=0.95)
 """timm ``crop_pct=0.95``: short edge ``floor(224 / 0.95) = 235``, centre crop 224."""
+ADE20K_EVAL_512 = SegmentationPreprocessing()
+"""ADE20K at crop 512: resize to fit (2048, 512) keeping the aspect (cv2 bilinear), ImageNet mean/std, slide
+windows of 512 every 341 pixels: the official BEiT v2 test pipeline and ``test_cfg``."""
+ADE20K_EVAL_640 = SegmentationPreprocessing(resize_size=640, crop_size=640, scale=(2560, 640), stride=426)
+"""ADE20K at crop 640 (the BEiT v1 and mmsegmentation BEiT files): fit (2560, 640), slide 640 every 426 pixels."""
 TOKENIZER_EVAL = Preprocessing(resize_size=256, crop_size=224, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 """Pixels in [0, 1] (``VQKD.encode`` maps them to [-1, 1] itself); the official VQ-KD validation resize/crop."""
 

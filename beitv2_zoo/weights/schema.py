@@ -59,13 +59,37 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class SegmentationPreprocessing(Preprocessing):
+    """Evaluation of a segmenter, as mmsegmentation's test pipeline and ``test_cfg`` state it.
+
+    The image is resized keeping its aspect ratio to fit ``scale`` (mmcv's ``(long, short)`` bound:
+    ``(2048, 512)`` makes the short side 512 unless the long side would pass 2048), with mmcv's
+    default cv2 bilinear resize; it is normalised with ``mean``/``std`` (``[0, 1]`` units); logits come
+    from ``mode='slide'`` windows of ``crop_size`` every ``stride`` pixels (or ``'whole'``: the image at
+    once) and are resized back to the original image. ``resize_size`` is the short side (``scale[1]``).
+    """
+
+    resize_size: int = 512
+    crop_size: int = 512
+    interpolation: str = "bilinear"
+    scale: tuple[int, int] = (2048, 512)
+    stride: int = 341
+    mode: str = "slide"
+
+
+@dataclass(frozen=True)
 class Metric:
-    """A published evaluation result."""
+    """A published evaluation result: classification accuracy (``top1``/``top5``) or segmentation
+    scores (``miou``, ``miou_ms`` multi-scale with flips, ``macc``, ``aacc``), in percent."""
 
     dataset: str
-    top1: float | None
+    top1: float | None = None
     top5: float | None = None
     source: str = ""
+    miou: float | None = None
+    miou_ms: float | None = None
+    macc: float | None = None
+    aacc: float | None = None
 
 
 @dataclass(frozen=True)
@@ -78,9 +102,10 @@ class WeightRecord:
         model_kwargs: constructor settings beyond the architecture (pooling, layer scale, …).
         num_classes: classes of the head in the file; ``0`` for a model without a
             classification head (a pretraining model or a tokenizer).
-        label_set: ``'imagenet-1k'`` or ``'imagenet-21k'``; ``None`` without a classification head.
-        task: ``'image-classification'``, ``'masked-image-modeling'`` (a BEiT v2 pretraining
-            model) or ``'visual-tokenizer'`` (a VQ-KD tokenizer).
+        label_set: ``'imagenet-1k'``, ``'imagenet-21k'``, ``'ade20k'``, … (see :mod:`beitv2_zoo.weights.labels`);
+            ``None`` without a classification head.
+        task: ``'image-classification'``, ``'semantic-segmentation'``, ``'masked-image-modeling'`` (a BEiT v2
+            pretraining model) or ``'visual-tokenizer'`` (a VQ-KD tokenizer).
         sources: where the file can be fetched, tried in order.
         preprocessing: the evaluation transform the metrics were measured with.
         metrics: published results, each with its source.

@@ -6,12 +6,17 @@
   order, the order an ``ImageFolder`` gives and the one the official BEiT 21k heads use;
   names are the WordNet lemmas as shipped with timm (``timm/data/_info``).
 * ``digits``: ``'0'`` … ``'9'``, scikit-learn's handwritten digits (the CPU reproduction's classifier).
+* ``ade20k``: the 150 ADE20K (SceneParsing) classes as mmsegmentation names them (``'wall'``, …,
+  ``'bed '`` with its trailing space), in label order after ``reduce_zero_label``; :func:`palette`
+  gives mmsegmentation's colour for each.
+* ``digits-canvas``: ``'background'``, then ``'0'`` … ``'9'``: the segmentation reproduction's pixel labels.
 """
 
+import json
 from functools import lru_cache
 from importlib import resources
 
-LABEL_SETS = ("imagenet-1k", "imagenet-21k", "digits")
+LABEL_SETS = ("imagenet-1k", "imagenet-21k", "digits", "ade20k", "digits-canvas")
 
 
 def _read(file: str) -> str:
@@ -47,4 +52,32 @@ def class_names(label_set: str) -> tuple[str, ...]:
         return imagenet21k_classes()
     if label_set == "digits":
         return tuple(str(digit) for digit in range(10))
+    if label_set == "ade20k":
+        return tuple(_ade20k()["classes"])
+    if label_set == "digits-canvas":
+        return ("background", *(str(digit) for digit in range(10)))
     raise ValueError(f"unknown label set {label_set!r}; known: {', '.join(LABEL_SETS)}")
+
+
+@lru_cache(maxsize=None)
+def _ade20k() -> dict:
+    return json.loads(_read("ade20k.json"))
+
+
+def palette(label_set: str) -> tuple[tuple[int, int, int], ...]:
+    """One RGB colour per class of a segmentation label set: mmsegmentation's ADE20K palette, or, for
+    another set, a fixed, well-spread palette (class 0 grey)."""
+    if label_set == "ade20k":
+        return tuple(tuple(rgb) for rgb in _ade20k()["palette"])  # type: ignore[misc]
+    return default_palette(len(class_names(label_set)))
+
+
+def default_palette(num_classes: int) -> tuple[tuple[int, int, int], ...]:
+    """``num_classes`` distinct colours: grey for class 0, then hues spread by the golden angle."""
+    import colorsys
+
+    colours = [(120, 120, 120)]
+    for index in range(1, num_classes):
+        r, g, b = colorsys.hsv_to_rgb((index * 0.618033988749895) % 1.0, 0.75, 0.95)
+        colours.append((round(r * 255), round(g * 255), round(b * 255)))
+    return tuple(colours[:num_classes])
