@@ -6,8 +6,8 @@ dependency, and a cycle through one is still a cycle). The graph is read from th
 
 Layers, bottom first (``docs/architecture.md``)::
 
-    version, errors, settings → layers → models → weights → hub → checkpoint → transforms
-    → resolve → inference, api, arguments, cards, viz, export, export_transformers → train → bench → cli
+    version, errors, settings → layers → models → weights → hub → checkpoint → transforms, seg_transforms
+    → resolve → inference, segment, api, arguments, cards, viz, export, export_transformers → train → bench → cli
 
 A module may import its own layer or any layer below it; ``__main__`` modules (``python -m``
 entry points) belong to the command-line layer. ``beitv2_zoo/__init__.py`` re-exports
@@ -30,9 +30,9 @@ LAYERS = [
     ("weights",),
     ("hub",),
     ("checkpoint",),
-    ("transforms",),
+    ("transforms", "seg_transforms"),
     ("resolve",),
-    ("inference", "api", "pretrained", "arguments", "cards", "viz", "export", "export_transformers"),
+    ("inference", "segment", "api", "pretrained", "arguments", "cards", "viz", "export", "export_transformers"),
     ("train",),
     ("bench",),
     ("cli", "__main__"),

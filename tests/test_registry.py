@@ -38,7 +38,9 @@ def test_wildcards_and_prefixes():
     assert set(OFFICIAL_FINETUNED + TIMM_TAGS + MMPRETRAIN_CLASSIFIERS[:2]) <= set(beitv2)
     assert not set(MMPRETRAIN_CLASSIFIERS[2:]) & set(beitv2)
     assert list_models("beit-base") == sorted(MMPRETRAIN_CLASSIFIERS)  # mmpretrain-style prefix match
-    assert list_models("*pt1k_ft21k") == sorted(n for n in OFFICIAL_FINETUNED if "pt1k_ft21k" in n)  # pattern + '*' 
+    segmenters_21k = [f"beitv2_{size}_patch16_224_pt1k_ft21ktoade20k" for size in ("base", "large")]
+    assert list_models("*pt1k_ft21k") == sorted(  # pattern + '*': the 21k classifiers and the 21k-to-ADE20K segmenters
+        [n for n in OFFICIAL_FINETUNED if "pt1k_ft21k" in n] + segmenters_21k)
     assert list_models("no-such-thing*") == []
 
 
@@ -59,8 +61,9 @@ def test_unknown_name_suggests_the_closest():
 @pytest.mark.parametrize("record", ALL_RECORDS, ids=lambda r: r.name)
 def test_record_is_complete_and_its_param_count_is_exact(record):
     architecture = ARCHITECTURES[record.architecture]
-    assert record.task in ("image-classification", "masked-image-modeling", "visual-tokenizer")
-    assert architecture.is_classifier == (record.task == "image-classification")
+    assert record.task in ("image-classification", "semantic-segmentation", "masked-image-modeling", "visual-tokenizer")
+    assert record.task == architecture.task
+    assert architecture.is_classifier == (record.task in ("image-classification", "semantic-segmentation"))
     if architecture.is_classifier:
         assert record.label_set in LABEL_SETS
         assert len(class_names(record.label_set)) == record.num_classes

@@ -2,12 +2,17 @@
 
 import argparse
 import json
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..weights.schema import Metric, Preprocessing
 
 
 def register(commands: argparse._SubParsersAction) -> None:
     listing = commands.add_parser("list", help="list registered model names")
     listing.add_argument("pattern", nargs="?", help="fnmatch wildcard, e.g. '*beitv2*'")
-    listing.add_argument("--task", help="only this task: image-classification, masked-image-modeling, visual-tokenizer")
+    listing.add_argument("--task", help="only this task: image-classification, semantic-segmentation, "
+                                        "masked-image-modeling, visual-tokenizer")
     listing.add_argument("--pretrained", action=argparse.BooleanOptionalAction, default=None,
                          help="only names with published weights (--no-pretrained: only those without)")
     listing.add_argument("--all", action="store_true", help="also the weightless test_* names")
@@ -51,7 +56,6 @@ def run_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(record), indent=2))
         return 0
-    prep = record.preprocessing
     rows = [("name", record.name)]
     if record.aliases:
         rows.append(("aliases", ", ".join(record.aliases)))
@@ -59,12 +63,9 @@ def run_info(args: argparse.Namespace) -> int:
         ("architecture", f"{record.architecture}  ({record.params:,} params, {record.gmacs} GMACs)"),
         ("task", record.task),
         ("classes", f"{record.num_classes} ({record.label_set})" if record.num_classes else "none (no classification head)"),
-        ("preprocessing", f"short edge {prep.resize_size} {prep.interpolation}, centre crop {prep.crop_size}, "
-                          f"mean {prep.mean}, std {prep.std}"),
+        ("preprocessing", _preprocessing(record.preprocessing)),
     ]
-    for metric in record.metrics:
-        top5 = f", top-5 {metric.top5}" if metric.top5 is not None else ""
-        rows.append(("result", f"{metric.dataset} top-1 {metric.top1}{top5}  [{metric.source}]"))
+    rows += [("result", f"{_result(metric)}  [{metric.source}]") for metric in record.metrics]
     rows += [("licence", record.license), ("paper", record.paper)]
     if record.converted_from:
         rows.append(("converted from", record.converted_from))
@@ -87,5 +88,27 @@ def run_info(args: argparse.Namespace) -> int:
     if record.notes:
         rows.append(("notes", record.notes))
     for key, value in rows:
-        print(f"{key + ':':<16}{value}")
+        print(f"{key + ':':<17}{value}")
     return 0
+
+
+def _preprocessing(prep: "Preprocessing") -> str:
+    """One line: short edge + centre crop, or a segmenter's keep-ratio resize and slide windows."""
+    from ..weights.schema import SegmentationPreprocessing
+
+    if isinstance(prep, SegmentationPreprocessing):
+        windows = f"slide {prep.crop_size} every {prep.stride}" if prep.mode == "slide" else "whole image"
+        return (f"fit {prep.scale} keeping the aspect ratio ({prep.interpolation}), {windows}, "
+                f"mean {prep.mean}, std {prep.std}")
+    return (f"short edge {prep.resize_size} {prep.interpolation}, centre crop {prep.crop_size}, "
+            f"mean {prep.mean}, std {prep.std}")
+
+
+def _result(metric: "Metric") -> str:
+    """``'ImageNet-1k top-1 85.0, top-5 97.5'`` or ``'ADE20K mIoU 53.61, ms+flip 54.26, mAcc 64.82, aAcc 84.62'``."""
+    if metric.top1 is None and metric.top5 is None:
+        scores = [(label, getattr(metric, field)) for field, label in
+                  (("miou", "mIoU"), ("miou_ms", "ms+flip mIoU"), ("macc", "mAcc"), ("aacc", "aAcc"))]
+        return metric.dataset + " " + ", ".join(f"{label} {value}" for label, value in scores if value is not None)
+    top5 = f", top-5 {metric.top5}" if metric.top5 is not None else ""
+    return f"{metric.dataset} top-1 {metric.top1}{top5}"

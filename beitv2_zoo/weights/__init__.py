@@ -1,5 +1,5 @@
 """The registry and its records, as data: ``schema`` (the record types), ``_common`` (shared constants),
-one table per family (``classification``, ``pretraining``, ``reproduction``), ``registry`` (lookup),
+one table per family (``classification``, ``pretraining``, ``segmentation``, ``reproduction``), ``registry`` (lookup),
 ``labels`` (class-name sets) and ``files`` (weights shipped inside the package).
 
 Adding a weight for an existing architecture is one :class:`WeightRecord` in one table
@@ -7,10 +7,13 @@ Adding a weight for an existing architecture is one :class:`WeightRecord` in one
 """
 
 from .registry import ALL_RECORDS, TEST_PREFIX, aliases_of, get_record, is_model, list_models, register, unregister
-from ._common import HALF_EVAL, IMAGENET_EVAL, TIMM_BASE_EVAL, TIMM_LARGE_EVAL, TOKENIZER_EVAL
-from .schema import Metric, Preprocessing, Source, WeightRecord
+from ._common import (ADE20K_EVAL_512, ADE20K_EVAL_640, HALF_EVAL, IMAGENET_EVAL, TIMM_BASE_EVAL, TIMM_LARGE_EVAL,
+                      TOKENIZER_EVAL)
+from .schema import Metric, Preprocessing, SegmentationPreprocessing, Source, WeightRecord
 
 __all__ = [
+    "ADE20K_EVAL_512",
+    "ADE20K_EVAL_640",
     "ALL_RECORDS",
     "HALF_EVAL",
     "IMAGENET_EVAL",
@@ -19,6 +22,7 @@ __all__ = [
     "TOKENIZER_EVAL",
     "Metric",
     "Preprocessing",
+    "SegmentationPreprocessing",
     "Source",
     "TEST_PREFIX",
     "WeightRecord",

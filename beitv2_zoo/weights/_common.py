@@ -7,6 +7,8 @@ BEIT_PAPER = "https://arxiv.org/abs/2106.08254"
 
 OPENMMLAB = "https://download.openmmlab.com"
 OFFICIAL = "https://github.com/addf400/files/releases/download/BEiT-v2"
+OFFICIAL_V1 = "https://github.com/addf400/files/releases/download/v1.0"
+"""The BEiT (v1) GitHub release: its ImageNet and ADE20K fine-tuned files."""
 UNILM_BLOB = "https://conversationhub.blob.core.windows.net/beit-share-public"
 OFFICIAL_README = "microsoft/unilm beit2/README.md"
 
@@ -38,6 +40,22 @@ def openmmlab(path: str, prefix: str | None = None) -> Source:
     return Source(url=f"{OPENMMLAB}/{path}", sha256_prefix=prefix, host="openmmlab")
 
 
+def official_v1(file: str) -> Source:
+    """A file of the BEiT (v1) GitHub release (``v1.0``); these files carry no hash."""
+    return Source(url=f"{OFFICIAL_V1}/{file}", host="official")
+
+
+def mmseg(config: str, prefix: str, family: str = "beit") -> Source:
+    """An mmsegmentation 0.x model-zoo file, ``mmsegmentation/v0.5/<family>/<config>/<config>-<prefix>.pth``
+    (the layout of every URL in mmsegmentation's metafiles); ``prefix`` is the sha256 prefix in the name."""
+    return openmmlab(f"mmsegmentation/v0.5/{family}/{config}/{config}-{prefix}.pth", prefix)
+
+
+def hf_file(repo: str, file: str) -> Source:
+    """A file of any Hugging Face Hub repository (``timm_hub`` is the timm case)."""
+    return Source(hf_repo=repo, hf_filename=file, host="hf-hub")
+
+
 def timm_hub(tag: str) -> Source:
     """timm's Hugging Face Hub copy ``timm/<tag>``."""
-    return Source(hf_repo=f"timm/{tag}", hf_filename="model.safetensors", host="hf-hub")
+    return hf_file(f"timm/{tag}", "model.safetensors")

@@ -8,8 +8,10 @@ from .classification import CLASSIFIER_RECORDS
 from .pretraining import PRETRAIN_RECORDS
 from .reproduction import REPRODUCTION_RECORDS
 from .schema import WeightRecord
+from .segmentation import SEGMENTATION_RECORDS
 
-ALL_RECORDS: tuple[WeightRecord, ...] = CLASSIFIER_RECORDS + PRETRAIN_RECORDS + REPRODUCTION_RECORDS
+ALL_RECORDS: tuple[WeightRecord, ...] = (
+    CLASSIFIER_RECORDS + PRETRAIN_RECORDS + SEGMENTATION_RECORDS + REPRODUCTION_RECORDS)
 """Every shipped record, in listing order: one table per family, each a tuple of records and nothing else."""
 
 _RECORDS: dict[str, WeightRecord] = {}
@@ -52,8 +54,8 @@ def list_models(pattern: str | None = None, pretrained: bool | None = None, task
         pattern: an fnmatch wildcard such as ``'*beitv2*'``; as in mmpretrain, it also matches
             as a prefix (``list_models('beit-base')``).
         pretrained: ``True``: only names with published weights; ``False``: only names without.
-        task: only this task (``'image-classification'``, ``'masked-image-modeling'``,
-            ``'visual-tokenizer'``).
+        task: only this task (``'image-classification'``, ``'semantic-segmentation'``,
+            ``'masked-image-modeling'``, ``'visual-tokenizer'``).
         include_test: also list the weightless ``test_*`` names.
 
     Raises:
