@@ -27,31 +27,42 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict
       tensors (``mask_token``, ``lm_head``, ``cls_pt_layers``, ``tokenizer``, and ``norm`` when
       the classifier pools into ``fc_norm``), and ``fc_norm`` and the head start fresh, as the
       official fine-tuning does (logged);
-    * a tokenizer's training-only decoder is dropped (and logged) when the model has none.
+    * a tokenizer's training-only decoder is dropped (and logged) when the model has none;
+    * a classifier or pretraining checkpoint loaded into a segmenter: its encoder keys gain the
+      ``backbone.`` prefix, its own head and norms are dropped (logged), its tables are resized with
+      the segmenter's ``rel_pos_resize`` method (cubic), and the adapter and segmentation heads are left out;
+    * a segmenter checkpoint with another class count gets fresh per-pixel classifiers (logged), and its
+      auxiliary head is dropped (logged) when the model has none.
 
     Returns:
         ``(adapted state dict, model keys deliberately left for the caller to initialise)``.
     """
     target = model.state_dict()
     adapted = dict(state_dict)
+    left_out = _encoder_into_segmenter(adapted, target)
 
-    block_tables = [k for k in target if k.startswith("blocks.") and k.endswith("relative_position_bias_table")]
-    if block_tables and _SHARED_TABLE in adapted and _SHARED_TABLE not in target:
-        shared = adapted.pop(_SHARED_TABLE)
-        for key in block_tables:
-            adapted.setdefault(key, shared.clone())
-        logger.info("copied the shared relative position bias into %d blocks", len(block_tables))
+    for prefix in ("", _SEGMENTER_BACKBONE):
+        shared_key = prefix + _SHARED_TABLE
+        block_tables = [k for k in target
+                        if k.startswith(prefix + "blocks.") and k.endswith("relative_position_bias_table")]
+        if block_tables and shared_key in adapted and shared_key not in target:
+            shared = adapted.pop(shared_key)
+            for key in block_tables:
+                adapted.setdefault(key, shared.clone())
+            logger.info("copied the shared relative position bias into %d blocks", len(block_tables))
 
+    method = getattr(model, "rel_pos_resize", "bilinear")
     for key, value in list(adapted.items()):
         if key not in target or target[key].shape == value.shape:
             continue
         if key.endswith("relative_position_bias_table"):
-            adapted[key] = resize_rel_pos_bias_table(value, _window_of(model, key))
+            adapted[key] = resize_rel_pos_bias_table(value, _window_of(model, key), method=method)
         elif key == "pos_embed" or key.endswith(".pos_embed"):  # also a tokenizer's encoder and decoder
             adapted[key] = resize_pos_embed(value, target[key].shape[1] - 1)
 
     _drop_tokenizer_decoder(adapted, target)
-    left_out = _drop_pretraining_only(adapted, target)
+    _fit_segmentation_heads(adapted, target)
+    left_out += _drop_pretraining_only(adapted, target)
     head_keys = [k for k in ("head.weight", "head.bias") if k in adapted]
     if head_keys and any(k not in target or target[k].shape != adapted[k].shape for k in head_keys):
         old_classes = adapted["head.weight"].shape[0] if "head.weight" in adapted else -1
@@ -69,6 +80,62 @@ def adapt_state_dict(state_dict: StateDict, model: nn.Module) -> tuple[StateDict
 
 
 _PRETRAINING_ONLY = ("mask_token", "lm_head.", "cls_pt_layers.", "cls_pt_norm.", "cls_pt_lm_head.", "tokenizer.")
+_SEGMENTER_BACKBONE = "backbone."
+_ENCODER_ONLY = ("norm.", "fc_norm.", "head.")  # a classifier's / pretraining model's tensors a segmenter lacks
+_SEGMENTER_FRESH = ("backbone.fpn", "decode_head.", "auxiliary_head.")
+_CLASSIFIER_LAYERS = ("decode_head.conv_seg.", "auxiliary_head.conv_seg.")
+
+
+def _encoder_into_segmenter(adapted: StateDict, target: StateDict) -> list[str]:
+    """Fit a classifier's or pretraining model's canonical state dict to a segmenter in place.
+
+    Its encoder keys gain the ``backbone.`` prefix; the tensors a segmenter has no place for
+    (final ``norm``, ``fc_norm``, ``head``, and the pretraining-only ones) are dropped with one log line.
+
+    Returns:
+        The segmenter keys that start fresh (the adapter and both heads), for ``reset_classifier``.
+    """
+    prefix = _SEGMENTER_BACKBONE
+    if prefix + "cls_token" not in target or "cls_token" not in adapted:
+        return []
+    dropped = sorted(k for k in adapted if k.startswith(_ENCODER_ONLY + _PRETRAINING_ONLY))
+    for key in list(adapted):
+        value = adapted.pop(key)
+        if key not in dropped:
+            adapted[prefix + key] = value
+    fresh = [k for k in target if k.startswith(_SEGMENTER_FRESH) and k not in adapted]
+    logger.warning(
+        "loaded an encoder checkpoint into a segmenter: dropped its %d classifier/pretraining-only tensors (%s); "
+        "the adapter and the segmentation heads (%d tensors) start fresh, as in the official fine-tuning",
+        len(dropped), ", ".join(sorted({k.split(".", 1)[0] for k in dropped})) or "none", len(fresh))
+    return fresh
+
+
+def _fit_segmentation_heads(adapted: StateDict, target: StateDict) -> None:
+    """Fit a segmenter checkpoint's heads to a segmenter in place: per-pixel classifiers of another class count
+    are replaced by fresh ones (``N(0, 0.01²)``, bias 0; the rest of the heads is kept), and an auxiliary head
+    the model does not have (it is used only in training) is dropped. Both are logged."""
+    if "decode_head.conv_seg.weight" not in target:
+        return
+    if "auxiliary_head.conv_seg.weight" not in target:
+        aux = [k for k in adapted if k.startswith("auxiliary_head.")]
+        for key in aux:
+            del adapted[key]
+        if aux:
+            logger.info("dropped the checkpoint's auxiliary head (%d tensors): the model has none", len(aux))
+    replaced = []
+    for key in [k for k in adapted if k.startswith(_CLASSIFIER_LAYERS) and k in target]:
+        if adapted[key].shape != target[key].shape:
+            old_classes = adapted[key].shape[0]
+            fresh = torch.zeros(target[key].shape, dtype=adapted[key].dtype)
+            if key.endswith(".weight"):
+                nn.init.normal_(fresh, std=0.01)
+            adapted[key] = fresh
+            replaced.append(key)
+    if replaced:
+        logger.warning("replaced the checkpoint's %d-class segmentation classifiers (%s) by fresh %d-class ones; "
+                       "the rest of the heads is loaded", old_classes, ", ".join(sorted(replaced)),
+                       target["decode_head.conv_seg.weight"].shape[0])
 _DECODER_PARTS = ("decoder.", "decode_task_layer.")
 
 
@@ -84,7 +151,7 @@ def _drop_pretraining_only(adapted: StateDict, target: StateDict) -> list[str]:
         if key in target and key not in adapted:  # a fresh LayerNorm: weight 1, bias 0
             adapted[key] = (torch.ones if key.endswith("weight") else torch.zeros)(target[key].shape)
             fresh.append(key)
-    left_out = [k for k in ("head.weight", "head.bias") if k in target and k not in adapted]
+    left_out: list[str] = [k for k in ("head.weight", "head.bias") if k in target and k not in adapted]
     logger.warning(
         "loaded a pretraining checkpoint into a classifier: dropped its pretraining-only tensors (%s, %d in all); "
         "%s start fresh, as in the official fine-tuning",

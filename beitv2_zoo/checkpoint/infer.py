@@ -7,16 +7,27 @@ record ``model_settings`` in canonical files. Everything is read from tensor nam
 * heads from a relative position table ``[(2h - 1)(2w - 1) + 3, heads]`` (else 64-wide heads),
   and the grid side from its length (or from ``pos_embed``),
 * patch size from ``patch_embed.proj.weight`` ``[D, C, p, p]``, pooling from ``fc_norm``,
-  layer scale from ``gamma_1``, the head size from ``head.weight`` ``[classes, D]``.
+  layer scale from ``gamma_1``, the head size from ``head.weight`` ``[classes, D]``;
+* a segmenter (``decode_head.conv_seg.weight`` ``[classes, channels, 1, 1]``) the same way under ``backbone.``.
 """
 
+import logging
 from typing import Any
 
 from ..errors import ModelConfigError
-from ..models import ARCHITECTURES, MIM_ARCHITECTURES, Architecture
+from ..models import (
+    ARCHITECTURES,
+    MIM_ARCHITECTURES,
+    SEGMENTATION_ARCHITECTURES,
+    Architecture,
+)
+from ..models.segmentation import DEFAULT_OUT_INDICES
 from .keymaps import StateDict
 
+logger = logging.getLogger(__name__)
+
 _SHARED_TABLE = "rel_pos_bias.relative_position_bias_table"
+_SEGMENTER_HEAD = "decode_head.conv_seg.weight"
 
 
 def block_count(state_dict: StateDict, prefix: str = "blocks.") -> int:
@@ -88,9 +99,69 @@ def infer_pretrain_architecture(state_dict: StateDict) -> tuple[str, dict[str, A
     return None
 
 
+def infer_segmentation_architecture(state_dict: StateDict) -> tuple[str | None, dict[str, Any]]:
+    """Recognise a canonical segmenter state dict (``decode_head.conv_seg.weight``).
+
+    Returns:
+        ``(registered name or None, constructor settings of`` :class:`~beitv2_zoo.models.BeitSegmenter` ``)``:
+        the encoder settings as :func:`infer_architecture` reads them under ``backbone.``, the tapped
+        blocks of the registered size of that depth, the class count, the head widths, the pooling
+        scales and whether an auxiliary head is present; ``img_size`` from the tables' grid.
+
+    Raises:
+        ModelConfigError: no ``decode_head.conv_seg.weight``, or no BEiT backbone.
+    """
+    if _SEGMENTER_HEAD not in state_dict:
+        raise ModelConfigError("not a segmenter state dict: it has no decode_head.conv_seg.weight")
+    encoder = {k[len("backbone."):]: v for k, v in state_dict.items() if k.startswith("backbone.")}
+    settings = infer_architecture(encoder)
+    for key in ("global_pool", "num_classes"):
+        del settings[key]
+    depth = settings["depth"]
+    if depth in DEFAULT_OUT_INDICES:
+        out_indices = DEFAULT_OUT_INDICES[depth]
+    else:
+        out_indices = tuple(depth * (i + 1) // 4 - 1 for i in range(4))
+        logger.warning("no registered segmenter has %d blocks; tapping blocks %s for the four pyramid levels",
+                       depth, out_indices)
+    head = state_dict[_SEGMENTER_HEAD]
+    aux_conv = state_dict.get("auxiliary_head.convs.0.conv.weight")
+    settings.update(
+        out_indices=out_indices,
+        num_classes=head.shape[0],
+        channels=head.shape[1],
+        pool_scales=_pool_scales(state_dict),
+        auxiliary=aux_conv is not None,
+    )
+    if aux_conv is not None:
+        settings["aux_channels"] = aux_conv.shape[0]
+    name = next((n for n, s in SEGMENTATION_ARCHITECTURES.items()
+                 if (s["embed_dim"], s["depth"], s["patch_size"]) == (settings["embed_dim"], depth, settings["patch_size"])),
+                None)
+    if name is not None and settings["init_values"]:  # layer scale only starts at this value: keep the registered one
+        settings["init_values"] = SEGMENTATION_ARCHITECTURES[name].get("init_values", settings["init_values"])
+    return name, settings
+
+
+_REGISTERED_POOL_SCALES = (1, 2, 3, 6)
+
+
+def _pool_scales(state_dict: StateDict) -> tuple[int, ...]:
+    """The pooling-pyramid sides: the registered ``(1, 2, 3, 6)`` when the file has four branches (the sides
+    leave no trace in the weights), else ``1..n``."""
+    count = block_count(state_dict, "decode_head.psp_modules.")
+    return _REGISTERED_POOL_SCALES if count == len(_REGISTERED_POOL_SCALES) else tuple(range(1, count + 1))
+
+
 def architecture_of(state_dict: StateDict) -> tuple[Architecture, dict[str, Any]]:
-    """The architecture and settings of a file loaded without a name: a pretraining model or
+    """The architecture and settings of a file loaded without a name: a segmenter, a pretraining model or
     tokenizer when recognised, else a :class:`~beitv2_zoo.models.Beit` classifier."""
+    if _SEGMENTER_HEAD in state_dict:
+        name, settings = infer_segmentation_architecture(state_dict)
+        if name is not None:
+            return ARCHITECTURES[name], settings
+        segmenter = ARCHITECTURES["beit_base_patch16_upernet"].model_class
+        return Architecture(segmenter, task="semantic-segmentation"), settings
     pretrain = infer_pretrain_architecture(state_dict)
     if pretrain is not None:
         return ARCHITECTURES[pretrain[0]], pretrain[1]

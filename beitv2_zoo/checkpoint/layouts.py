@@ -5,6 +5,8 @@ the key maps themselves are pure functions in :mod:`.keymaps`, :mod:`.keymaps_pr
 :mod:`.keymaps_transformers`. The layouts: ``'mmpretrain'`` (``backbone.`` keys), ``'transformers'``
 (Hugging Face transformers' ``beit.`` keys, or a bare ``BeitModel``), ``'official'`` (with
 ``relative_position_index`` buffers) and ``'timm'``; a file this package wrote reads as canonical.
+Segmentation files (a ``decode_head`` / ``auxiliary_head``, or the multi-scale adapter) read as
+``'official'`` (the canonical segmenter layout), ``'mmseg'`` or ``'transformers'`` (:mod:`.keymaps_segmentation`).
 """
 
 from pathlib import Path
@@ -21,6 +23,13 @@ from .keymaps_pretrain import (
     mmpretrain_vqkd_to_canonical,
     official_vqkd_to_canonical,
     tokenizer_layout,
+)
+from .keymaps_segmentation import (
+    is_segmentation_state,
+    mmseg_to_canonical,
+    official_segmentation_to_canonical,
+    segmentation_layout,
+    transformers_segmentation_to_canonical,
 )
 from .keymaps_transformers import is_transformers_state, transformers_to_canonical
 
@@ -45,6 +54,8 @@ def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, st
         raise CheckpointError(f"{path}: holds no tensors (top-level keys: {sorted(map(str, raw))[:10]})")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module.") :]: v for k, v in tensors.items()}
+    if is_segmentation_state(tensors):
+        return _segmentation_to_canonical(tensors)
     if any(k.startswith("backbone.") for k in tensors):
         if is_mmpretrain_pretrain_state(tensors):
             return mmpretrain_pretrain_to_canonical(tensors), "mmpretrain"
@@ -57,3 +68,13 @@ def split_layout(raw: Any, path: Path | str = "<memory>") -> tuple[StateDict, st
         return official_vqkd_to_canonical(tensors), "official"
     layout = "official" if any(k.endswith("relative_position_index") for k in tensors) else "timm"
     return drop_index_buffers(tensors), layout
+
+
+def _segmentation_to_canonical(tensors: StateDict) -> tuple[StateDict, str]:
+    """A segmenter's file (official microsoft/unilm, mmseg or transformers) → canonical keys and its layout."""
+    layout = segmentation_layout(tensors)
+    if layout == "mmseg":
+        return mmseg_to_canonical(tensors), layout
+    if layout == "transformers":
+        return transformers_segmentation_to_canonical(tensors), layout
+    return official_segmentation_to_canonical(tensors), layout

@@ -7,6 +7,7 @@ modules with shapes in their docstrings, written as the reference math. The CPU 
 
 from .attention import ATTENTION_IMPLS, Attention, set_attention_impl
 from .block import Block
+from .conv import ConvModule
 from .drop_path import DropPath, drop_path_schedule
 from .mlp import Mlp
 from .patch_embed import PatchEmbed
@@ -17,6 +18,7 @@ __all__ = [
     "ATTENTION_IMPLS",
     "Attention",
     "Block",
+    "ConvModule",
     "DropPath",
     "Mlp",
     "PatchEmbed",

@@ -9,6 +9,7 @@ from .beit import BEIT_ARCHITECTURES, Beit, build_beit
 from .features import FeatureExtractor, FeatureInfo, features_only
 from .mim import MIM_ARCHITECTURES, BeitV2Pretrain
 from .quantizer import NormEMAQuantizer
+from .segmentation import SEGMENTATION_ARCHITECTURES, BeitSegmenter
 from .vqkd import VQKD, VQKD_ARCHITECTURES
 
 
@@ -40,6 +41,8 @@ ARCHITECTURES: dict[str, Architecture] = {
        for name, settings in MIM_ARCHITECTURES.items()},
     **{name: Architecture(VQKD, settings, is_classifier=False, task="visual-tokenizer")
        for name, settings in VQKD_ARCHITECTURES.items()},
+    **{name: Architecture(BeitSegmenter, settings, is_classifier=True, task="semantic-segmentation")
+       for name, settings in SEGMENTATION_ARCHITECTURES.items()},
 }
 """Every architecture name a weight record may use."""
 
@@ -48,11 +51,13 @@ __all__ = [
     "Architecture",
     "BEIT_ARCHITECTURES",
     "Beit",
+    "BeitSegmenter",
     "BeitV2Pretrain",
     "FeatureExtractor",
     "FeatureInfo",
     "MIM_ARCHITECTURES",
     "NormEMAQuantizer",
+    "SEGMENTATION_ARCHITECTURES",
     "VQKD",
     "VQKD_ARCHITECTURES",
     "build_beit",
