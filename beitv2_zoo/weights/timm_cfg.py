@@ -10,7 +10,7 @@ falls back to its defaults).
 import math
 from typing import Any
 
-from .schema import Preprocessing, WeightRecord
+from .schema import Preprocessing, SegmentationPreprocessing, WeightRecord
 
 
 def crop_pct_of(p: Preprocessing) -> float:
@@ -37,6 +37,9 @@ def pretrained_cfg_of(record_or_preprocessing: WeightRecord | Preprocessing, num
         ``crop_pct``, ``crop_mode`` (``'center'``), ``mean``, ``std`` (tuples in [0, 1] units),
         ``num_classes``, ``pool_size`` (``None``), ``first_conv`` (``'patch_embed.proj'``),
         ``classifier`` (``'head'``), ``license`` and ``architecture`` (the record's name, or ``None``).
+        For a segmenter (a :class:`SegmentationPreprocessing`): ``fixed_input_size`` ``False`` (it takes any
+        multiple of the patch size), ``first_conv`` ``'backbone.patch_embed.proj'`` and ``classifier``
+        ``'decode_head.conv_seg'``.
     """
     record = record_or_preprocessing if isinstance(record_or_preprocessing, WeightRecord) else None
     p = record.preprocessing if record is not None else record_or_preprocessing
@@ -44,13 +47,14 @@ def pretrained_cfg_of(record_or_preprocessing: WeightRecord | Preprocessing, num
         raise TypeError(f"expected a WeightRecord or a Preprocessing, got {type(record_or_preprocessing).__name__}")
     if num_classes is None:
         num_classes = record.num_classes if record is not None else 1000
+    segmenter = isinstance(p, SegmentationPreprocessing)
     hub = next((s.hf_repo for s in record.sources if s.hf_repo), None) if record is not None else None
     return {
         "url": "",
         "hf_hub_id": hub,
         "architecture": record.name if record is not None else None,
         "input_size": (3, p.crop_size, p.crop_size),
-        "fixed_input_size": True,
+        "fixed_input_size": not segmenter,
         "interpolation": p.interpolation,
         "crop_pct": crop_pct_of(p),
         "crop_mode": "center",
@@ -58,7 +62,7 @@ def pretrained_cfg_of(record_or_preprocessing: WeightRecord | Preprocessing, num
         "std": tuple(p.std),
         "num_classes": num_classes,
         "pool_size": None,
-        "first_conv": "patch_embed.proj",
-        "classifier": "head",
+        "first_conv": "backbone.patch_embed.proj" if segmenter else "patch_embed.proj",
+        "classifier": "decode_head.conv_seg" if segmenter else "head",
         "license": record.license if record is not None else None,
     }
