@@ -102,7 +102,8 @@ def check_openvino(model: "nn.Module | ZooModel", path: str | Path, batch_sizes:
     """Largest absolute difference between OpenVINO (CPU) and PyTorch outputs on random inputs."""
     import openvino
 
-    compiled = openvino.Core().compile_model(str(path), "CPU")
+    # f32 explicitly: on a CPU with bf16 OpenVINO would otherwise infer in bf16 and the check would compare precisions
+    compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     size = model.patch_embed.img_size
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0

@@ -72,7 +72,7 @@ run() {  # run SECONDS NAME ARGS...: one benchmark run with its own limit, JSON 
 mim=(--only mim-step --mim-model "$mim_model" --mim-batch-size "$mim_batch" --mim-steps "$mim_steps")
 run 120 throughput --only throughput --batch-sizes "${batches[@]}" --peers timm mmpretrain
 run 150 mim "${mim[@]}" --mim-attentions sdpa eager
-run 90 folder --only folder --folder-images "$photos" --folder-batch-sizes "$folder_batch" --folder-workers "$workers"
+run 90 folder --only folder --precisions fp32 --folder-images "$photos" --folder-batch-sizes "$folder_batch" --folder-workers "$workers"
 run 90 mim_kernels "${mim[@]}" --mim-attentions sdpa sdpa:efficient sdpa:cudnn
 echo "results in $out_dir/" >&2
 exit $status

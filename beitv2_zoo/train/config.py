@@ -7,14 +7,19 @@ published recipe each hyperparameter has one source: it sets only the fields tha
 schema's defaults below, or, when it is a variant of another recipe (the 1600-epoch schedule of a
 300-epoch one, the large model of a base one), it is ``dataclasses.replace(that_recipe, <what
 differs>)`` (``tests/train/test_config.py`` checks both, and the values against the sources).
-The four recipe *schemas* share their common fields through :class:`TrainRecipe`. Every field of
+The five recipe *schemas* share their common fields through :class:`TrainRecipe`. Every field of
 the resolved recipe is saved as ``recipe.json`` beside each checkpoint.
 
 Units: ``batch_size`` is per process (per GPU), as in mmpretrain's ``8xb256`` (8 GPUs × 256);
 the global batch is ``batch_size × world_size × accum_steps``. ``lr`` is the peak learning rate
 for ``base_batch_size`` images per optimizer step and is scaled linearly when the global batch
 differs (``0`` turns scaling off). Schedules are in epochs and become optimizer steps once the
-data set size is known; ``max_steps > 0`` replaces ``epochs`` with a step count (tests, demos).
+data set size is known; ``max_steps > 0`` replaces ``epochs`` with a step count (the iteration-based
+segmentation recipes, tests, demos), and ``warmup_steps > 0`` replaces ``warmup_epochs`` likewise.
+``schedule`` picks the decay: ``'cosine'`` (:func:`~beitv2_zoo.train.schedule.warmup_cosine`) or
+``'poly'`` (:func:`~beitv2_zoo.train.schedule.poly_warmup`, mmcv 1.x's ``PolyLrUpdaterHook``);
+``warmup_start_factor`` is the rate at step 0 as a fraction of the peak in both (the poly
+schedule's ``warmup_ratio``).
 """
 
 import dataclasses
@@ -27,7 +32,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import RecipeError
-from .schedule import WARMUP_STYLES
+from .schedule import SCHEDULES, WARMUP_STYLES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -64,6 +69,9 @@ class TrainRecipe:
     epochs: int = 100
     warmup_epochs: float = 0.0
     max_steps: int = 0
+    warmup_steps: int = 0  # > 0: the warmup in optimizer steps, replacing warmup_epochs
+    schedule: str = "cosine"  # 'cosine' (warmup_cosine) or 'poly' (poly_warmup, mmcv 1.x)
+    poly_power: float = 1.0  # exponent of the 'poly' schedule
     batch_size: int = 64
     accum_steps: int = 1
     base_batch_size: int = 0
@@ -88,6 +96,9 @@ class TrainRecipe:
     def __post_init__(self) -> None:
         _check(self.amp in AMP_MODES, f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         _check(self.warmup_style in WARMUP_STYLES, f"warmup_style must be one of {WARMUP_STYLES}, got {self.warmup_style!r}")
+        _check(self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        _check(self.warmup_steps >= 0 and self.max_steps >= 0, "warmup_steps and max_steps must be >= 0")
+        _check(self.poly_power > 0, f"poly_power must be positive, got {self.poly_power}")
         for key in ("batch_size", "accum_steps", "epochs", "log_interval", "save_interval", "keep_last", "img_size"):
             _check(getattr(self, key) > 0, f"{key} must be positive, got {getattr(self, key)!r}")
         _check(0.0 < self.layer_decay <= 1.0, f"layer_decay must be in (0, 1], got {self.layer_decay}")
@@ -196,7 +207,58 @@ class LinearProbeRecipe(TrainRecipe):
         _check(self.feature in ("cls", "avg"), f"feature must be 'cls' or 'avg', got {self.feature!r}")
 
 
-RECIPE_CLASSES: dict[str, type[TrainRecipe]] = {cls.task: cls for cls in (VQKDRecipe, MIMRecipe, FinetuneRecipe, LinearProbeRecipe)}
+@dataclass(frozen=True, kw_only=True)
+class SegmentationRecipe(TrainRecipe):
+    """Semantic segmentation: a BEiT backbone with the UPerNet decode and FCN auxiliary heads
+    (:class:`~beitv2_zoo.models.segmentation.BeitSegmenter`), trained iteration by iteration.
+
+    The defaults are the official BEiT v2 ADE20K configs (``reference/segmentation_ade20k.md`` §5):
+    ADE20K's layout under ``data_root`` (``images/<split>/*.jpg`` with ``annotations/<split>/*.png``),
+    ``reduce_zero_label``; training crops: a random resize to ``ratio_range`` × ``scale`` keeping the
+    aspect ratio, a random ``crop_size`` crop in which no class covers more than ``cat_max_ratio`` (up
+    to 10 tries), a horizontal flip (``hflip``), the photometric distortion, normalisation and padding
+    to the crop (image 0, label ``ignore_index``). The loss is cross-entropy over every pixel of the
+    decode head plus ``aux_weight`` × the auxiliary head's; the poly schedule with a 1500-step warmup.
+
+    ``pretrained``: ``''`` (random), a registered classifier / pretraining / segmenter name (its
+    published file), a local file, a URL, or a run folder; the backbone's tables are resized to the
+    crop, and the adapter and heads start fresh unless the file is a segmenter's. The model is built
+    at ``crop_size`` (``img_size`` is not used by this task). The evaluation during training is the
+    mIoU of a whole-image pass at the crop size (each validation image resized to fit in
+    ``crop_size`` × ``crop_size``, padded): a cheap monitor, not the published protocol (slide
+    inference at ``scale``, ``beitv2-zoo test``).
+    """
+
+    task: ClassVar[str] = "segmentation"
+    pretrained: str = ""
+    num_classes: int = 150
+    crop_size: int = 512
+    scale: tuple[int, int] = (2048, 512)  # (long, short) bound of the keep-ratio resize, before ratio_range
+    ratio_range: tuple[float, float] = (0.5, 2.0)
+    cat_max_ratio: float = 0.75  # 1: any crop
+    photometric: bool = True  # brightness ±32, contrast / saturation 0.5–1.5, hue ±18, random order
+    reduce_zero_label: bool = True  # label 0 ('other') → ignore_index, k → k - 1
+    ignore_index: int = 255
+    aux_weight: float = 0.4  # 0: no auxiliary loss
+    train_split: str = "training"
+    val_split: str = "validation"
+    schedule: str = "poly"
+    warmup_steps: int = 1500
+    warmup_start_factor: float = 1e-6
+    max_steps: int = 160000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(self.crop_size > 0, f"crop_size must be positive, got {self.crop_size}")
+        _check(0.0 < self.ratio_range[0] <= self.ratio_range[1], f"ratio_range must be 0 < low <= high, got {self.ratio_range}")
+        _check(0.0 < self.cat_max_ratio <= 1.0, f"cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
+        _check(0 <= self.ignore_index <= 255, f"ignore_index must be a uint8 label value, got {self.ignore_index}")
+        _check(0 < self.num_classes <= self.ignore_index,
+               f"num_classes {self.num_classes} must lie below ignore_index {self.ignore_index}")
+
+
+RECIPE_CLASSES: dict[str, type[TrainRecipe]] = {
+    cls.task: cls for cls in (VQKDRecipe, MIMRecipe, FinetuneRecipe, LinearProbeRecipe, SegmentationRecipe)}
 """Recipe schema of each task."""
 
 

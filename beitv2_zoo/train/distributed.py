@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,20 @@ def setup(device: str | None = None) -> DistEnv:
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo", device_id=chosen if use_cuda else None)
     return DistEnv(rank, local_rank, world_size, chosen)
+
+
+def sync_batchnorm(module: nn.Module, env: DistEnv) -> nn.Module:
+    """``module`` with every BatchNorm turned into a :class:`torch.nn.SyncBatchNorm` under DDP on GPUs.
+
+    Batch statistics are then computed over the global batch (the official segmentation configs'
+    ``SyncBN``: 8 GPUs × 2 images). SyncBatchNorm runs only on GPUs (NCCL), so on CPU processes
+    (gloo) and in a single process the BatchNorms stay as they are: each process normalises with
+    its own batch's statistics and keeps its own running averages (the loop does not broadcast
+    buffers), and rank 0's are the ones saved. The parameter and buffer names do not change.
+    """
+    if env.distributed and env.device.type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return module
 
 
 def teardown(env: DistEnv) -> None:

@@ -1,4 +1,4 @@
-"""The training loop shared by all four tasks (VQ-KD, MIM, fine-tuning, linear probing).
+"""The training loop shared by all tasks (VQ-KD, MIM, fine-tuning, linear probing, segmentation).
 
 One process::
 
@@ -12,7 +12,8 @@ One machine with 8 GPUs (NCCL), and two machines (run on each, ``--node_rank`` 0
 
 The order of operations in one optimizer step, top to bottom in :func:`_train`:
 
-1. set the lr of every parameter group from the schedule (``lr(step) × group lr_scale``);
+1. set the lr of every parameter group from the recipe's schedule, cosine or poly
+   (``lr(step) × group lr_scale``);
 2. for each of ``accum_steps`` micro-batches: forward under autocast, backward of
    ``loss / accum_steps``; DDP all-reduces gradients only on the last micro-batch (``no_sync``);
 3. stop with :class:`NonFiniteLossError` if the loss of any rank is NaN/inf (before the
@@ -47,7 +48,7 @@ from .distributed import DistEnv
 from .errors import DataError, NonFiniteLossError, ResumeError
 from .log import RunLogger
 from .optim import ModelEma, build_adamw
-from .schedule import warmup_cosine
+from .schedule import learning_rate
 from .tasks import TaskSetup, setup_task
 
 logger = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def _train(recipe: TrainRecipe, work_dir: Path, env: DistEnv, resume: bool, resu
     global_batch = recipe.batch_size * world * accum
     steps_per_epoch = batches_per_epoch / accum
     total_steps = recipe.max_steps or math.ceil(recipe.epochs * steps_per_epoch)
-    warmup_steps = min(round(recipe.warmup_epochs * steps_per_epoch), total_steps)
+    warmup_steps = min(recipe.warmup_steps or round(recipe.warmup_epochs * steps_per_epoch), total_steps)
     lr_scale = global_batch / recipe.base_batch_size if recipe.base_batch_size else 1.0
     peak_lr, min_lr = recipe.lr * lr_scale, recipe.min_lr * lr_scale
 
@@ -146,8 +147,8 @@ def _train(recipe: TrainRecipe, work_dir: Path, env: DistEnv, resume: bool, resu
     end = min(total_steps, stop_at) if stop_at else total_steps
     step = start_step
     for step in range(start_step, end):
-        lr = warmup_cosine(step, total_steps, peak_lr, warmup_steps, min_lr, recipe.warmup_start_factor,
-                          recipe.warmup_style)
+        lr = learning_rate(recipe.schedule, step, total_steps, peak_lr, warmup_steps, min_lr,
+                           recipe.warmup_start_factor, recipe.warmup_style, recipe.poly_power)
         for group in optimizer.param_groups:
             group["lr"] = lr * group["lr_scale"]
 

@@ -5,6 +5,8 @@
   frozen tokenizer's codes.
 * :func:`vqkd_loss`: VQ-KD, ``1 − cos`` between the decoded codes and the teacher's features,
   plus the quantizer's commitment term.
+* :func:`segmentation_loss`: semantic segmentation, mmseg's pixel cross-entropy of the decode
+  head plus the weighted auxiliary head's.
 """
 
 import torch
@@ -73,3 +75,48 @@ def vqkd_loss(tokenizer: "VQKD | ZooModel", images: torch.Tensor, targets: torch
     reconstruction = tokenizer.decode(quantized)
     rec_loss = (1.0 - F.cosine_similarity(reconstruction.float(), targets.float(), dim=-1)).mean()
     return {"loss": rec_loss + quant_loss, "rec_loss": rec_loss, "quant_loss": quant_loss, "ids": ids}
+
+
+def pixel_cross_entropy(logits: torch.Tensor, label: torch.Tensor, ignore_index: int = 255) -> torch.Tensor:
+    """mmseg's ``CrossEntropyLoss`` (``avg_non_ignore=False``) of logits at any resolution.
+
+    Args:
+        logits: ``[B, K, h, w]``; upsampled bilinearly (``align_corners=False``) to the label size first.
+        label: int64 ``[B, H, W]``, ``ignore_index`` where there is no class.
+
+    Returns:
+        The summed per-pixel cross-entropy divided by **all** ``B·H·W`` pixels, ignored ones included
+        (they add 0), as mmseg's default. A scalar, float32.
+    """
+    if logits.shape[-2:] != label.shape[-2:]:
+        logits = F.interpolate(logits.float(), size=label.shape[-2:], mode="bilinear", align_corners=False)
+    per_pixel = F.cross_entropy(logits.float(), label, ignore_index=ignore_index, reduction="none")
+    return per_pixel.sum() / per_pixel.numel()
+
+
+def segmentation_loss(logits: torch.Tensor, aux_logits: torch.Tensor | None, label: torch.Tensor,
+                      aux_weight: float = 0.4, ignore_index: int = 255) -> dict[str, torch.Tensor]:
+    """The segmentation training objective of one batch (mmseg's ``EncoderDecoder.loss``).
+
+    Args:
+        logits: decode-head logits ``[B, K, H/4, W/4]``.
+        aux_logits: auxiliary-head logits ``[B, K, H/16, W/16]``, or ``None`` (no auxiliary head).
+        label: int64 ``[B, H, W]``.
+        aux_weight: the auxiliary loss weight (official: 0.4).
+
+    Returns:
+        ``loss`` (= ``decode_loss + aux_weight × aux_loss``), ``decode_loss``, ``aux_loss`` (unweighted;
+        only with an auxiliary head) and ``pixel_acc`` (share of labelled pixels whose argmax of the
+        upsampled decode logits is right).
+    """
+    decode = pixel_cross_entropy(logits, label, ignore_index)
+    out = {"loss": decode, "decode_loss": decode}
+    if aux_logits is not None and aux_weight:
+        aux = pixel_cross_entropy(aux_logits, label, ignore_index)
+        out.update(loss=decode + aux_weight * aux, aux_loss=aux)
+    with torch.no_grad():
+        up = F.interpolate(logits.detach().float(), size=label.shape[-2:], mode="bilinear", align_corners=False)
+        valid = label != ignore_index
+        hits = ((up.argmax(dim=1) == label) & valid).sum()
+        out["pixel_acc"] = hits.float() / valid.sum().clamp(min=1).float()
+    return out

@@ -43,7 +43,23 @@ _LINEAR = dict(  # reference/official_beitv2_timm.md §3.4: the paper's [CLS] to
     pretrained="beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k", feature="cls", epochs=100, warmup_epochs=0,
     batch_size=128, base_batch_size=1024, lr=4e-3, min_lr=0.0, weight_decay=1e-4, crop_scale=(0.08, 1.0),
     eval_resize=256)
+_SEG_BASE = dict(  # beit2/semantic_segmentation/configs/beit/upernet/upernet_beit_base_12_512_slide_160k_ade20k.py
+    model="beit_base_patch16_upernet", pretrained="beitv2_base_patch16_224_pt1k", num_classes=150, crop_size=512,
+    scale=(2048, 512), ratio_range=(0.5, 2.0), cat_max_ratio=0.75, photometric=True, hflip=0.5,
+    reduce_zero_label=True, ignore_index=255, aux_weight=0.4, train_split="training", val_split="validation",
+    mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), drop_path_rate=0.15, batch_size=2, base_batch_size=16,
+    lr=5e-5, betas=(0.9, 0.999), weight_decay=0.05, layer_decay=0.75, clip_grad=0.0, schedule="poly", poly_power=1.0,
+    min_lr=0.0, warmup_steps=1500, warmup_start_factor=1e-6, max_steps=160000, amp="fp16", num_workers=4,
+    log_interval=50, save_interval=16000, eval_interval=16000, seed=0)
+_SEG_LARGE = dict(_SEG_BASE, model="beit_large_patch16_upernet", pretrained="beitv2_large_patch16_224_pt1k",
+                  drop_path_rate=0.2, lr=4e-5, layer_decay=0.9)
 REFERENCE: dict[str, dict] = {
+    "upernet_beit_base_12_512_slide_160k_ade20k": _SEG_BASE,
+    "upernet_beit_base_12_512_slide_160k_21ktoade20k": dict(  # and the README's command: the pt1k_ft21k weights
+        _SEG_BASE, pretrained="beitv2_base_patch16_224_pt1k_ft21k", layer_decay=0.85),
+    "upernet_beit_large_24_512_slide_160k_ade20k": _SEG_LARGE,
+    "upernet_beit_large_24_512_slide_160k_21ktoade20k": dict(
+        _SEG_LARGE, pretrained="beitv2_large_patch16_224_pt1k_ft21k", lr=3e-5),
     "beitv2_beit-base-p16_8xb256-amp-coslr-300e_in1k": _MIM_300E,
     "beitv2_beit-base-p16_8xb256-amp-coslr-1600e_in1k": dict(_MIM_300E, **_LONG),  # mmpretrain_beitv2.md §1.3
     "beitv2_beit-large-p16_64xb32-amp-coslr-300e_in1k": _LARGE_MIM_300E,
@@ -119,7 +135,7 @@ def test_recipe_files_outside_the_package_run_by_path(tmp_path):
                          "tiny-p4_digits_finetune", "tiny-p4_digits_linear-probe"}
     assert all(module_name(name) == path.stem for name, path in demo.items())
     tests = {get_recipe(path).name for path in RECIPES.glob("*.py")}
-    assert tests == {"tiny_vqkd", "tiny_mim", "tiny_finetune", "tiny_linear_probe"}
+    assert tests == {"tiny_vqkd", "tiny_mim", "tiny_finetune", "tiny_linear_probe", "tiny_seg"}
     assert not (set(demo) | tests) & set(list_recipes())
     mine = tmp_path / "my_recipe.py"
     mine.write_text("import dataclasses\nfrom beitv2_zoo.train.recipes import get_recipe\n"
