@@ -1,22 +1,37 @@
-"""A benchmark anyone can rerun: beitv2_zoo against timm (and mmpretrain, onnxruntime) on the same weights.
+"""A benchmark anyone can rerun: beitv2_zoo against the peers a user would pick instead, on the same weights,
+and against the machine's own GEMM ceiling.
 
-    python -m beitv2_zoo.bench                      # full run, about 12 minutes on 2 cores
+    python -m beitv2_zoo.bench                      # full run
     beitv2-zoo bench --batch-sizes 8 --repeats 5 --json bench.json
     beitv2-zoo bench --only folder                  # folder inference against the bare model
+    beitv2-zoo bench --peers timm openvino          # some peers only
     beitv2-zoo bench --device cuda --batch-sizes 256 --mim-step   # on a GPU (examples/gpu_bench.sh)
 
-Sections (``--only``): ``throughput`` (images/s and numerics against the peers, see
-:mod:`.runners`), ``folder`` (``predict DIR`` end to end against the model-only forward,
-see :mod:`.folder`), ``cold-start`` (see :mod:`.cold_start`) and ``mim-step`` (a BEiT v2
-pretraining step with fused against eager attention, see :mod:`.mim_step`; not in the
-default set). Everything is measured in one process run, interleaved (each repeat times
-every implementation once, in turn) so that a noisy machine affects all alike; medians are
-reported with the ratio of beitv2_zoo to each peer at the same precision.
+Sections (``--only``): ``throughput`` (images/s, batch-1 latency and numerics against the peers,
+see :mod:`.runners`: timm eager in fp32, with bf16 weights and under bf16 autocast, timm under
+``torch.compile`` with inductor's freezing, mmpretrain, onnxruntime, OpenVINO with its f32 and
+bf16 precision hints, each when installed), ``folder`` (``predict DIR`` end to end against the
+model-only forward, fp32 and bf16, see :mod:`.folder`), ``cold-start`` (see :mod:`.cold_start`)
+and ``mim-step`` (a BEiT v2 pretraining step with fused against eager attention, see
+:mod:`.mim_step`; not in the default set). Everything is measured in one process run,
+interleaved (each repeat times every implementation once, in turn) so that a noisy machine
+affects all alike; medians are reported with the ratio of beitv2_zoo to each peer's fastest
+variant at the same batch and precision (for timm bf16, the faster of bf16 weights and
+autocast). A compiled peer's first call at each batch size (its compilation) is timed and
+reported apart from its steady state.
+
+The throughput section first measures the GEMM ceiling of the model's own linear layers
+(qkv, proj, fc1, fc2 at batch × tokens rows) per batch size and dtype, through every matmul path
+the build has (BLAS ``addmm``, oneDNN, oneDNN and MKL with prepacked weights; see
+:func:`.machine.gemm_ceiling`), and reports each throughput as model FLOPs × images/s ÷ that
+ceiling. The header names the CPU and its AMX / AVX-512 BF16 support (:func:`.machine.cpu_isa`).
 """
 
+import copy
 import importlib.util
 import inspect
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,7 +45,7 @@ from ..weights import get_record
 from . import cold_start, machine
 from .folder import folder_throughput, write_photo_folder
 from .mim_step import DEFAULT_ATTENTIONS, mim_step_throughput
-from .runners import Runner, build_runners
+from .runners import DEFAULT_PEERS, Runner, build_runners
 
 DEFAULT_MODEL = "beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"
 EXAMPLE_IMAGE = Path(__file__).resolve().parents[2] / "examples" / "images" / "chelsea.jpg"
@@ -62,55 +77,98 @@ def _random_weights(name: str, folder: Path, seed: int) -> tuple[Path, Path]:
     return canonical, mm
 
 
-def _numerics(runners: list[Runner], size: int, device: torch.device) -> dict:
-    x = torch.randn(4, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
+def _numerics(runners: list[Runner], size: int, device: torch.device, batch: int) -> dict:
+    """Each runner's logits against the first's (ours, fp32) on the same random images: at least 4, fed in
+    batches of ``batch`` (a benchmarked size, so that compiled runners need no new graph)."""
+    count = -(-4 // batch) * batch
+    x = torch.randn(count, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
     with torch.inference_mode():
-        reference = runners[0].forward(x).double()
-        report = {}
-        for runner in runners:
-            out = runner.forward(x).double()
-            cosine = torch.nn.functional.cosine_similarity(out, reference, dim=-1).min().item()
-            agree = (out.argmax(-1) == reference.argmax(-1)).double().mean().item()
-            report[runner.label] = {"max_abs_diff": (out - reference).abs().max().item(), "min_cosine": cosine,
-                                    "top1_agreement": agree}
+        outputs = {r.label: torch.cat([r.forward(chunk) for chunk in x.split(batch)]).double() for r in runners}
+    reference = outputs[runners[0].label]
+    report = {}
+    for label, out in outputs.items():
+        cosine = torch.nn.functional.cosine_similarity(out, reference, dim=-1).min().item()
+        agree = (out.argmax(-1) == reference.argmax(-1)).double().mean().item()
+        report[label] = {"max_abs_diff": (out - reference).abs().max().item(), "min_cosine": cosine,
+                         "top1_agreement": agree, "images": count}
     return report
 
 
 def _throughput(runners: list[Runner], batch_sizes: tuple[int, ...], repeats: int, size: int, device: torch.device,
-                log) -> list[dict]:
+                log, notes: list[str]) -> list[dict]:
+    """Images/s of every runner at every batch size, interleaved; a runner whose first call fails is
+    dropped from then on, with a note. Each row keeps its first call's time (for a compiled runner,
+    the compilation for that batch size) apart from the timed steady state."""
     rows = []
+    failed: set[str] = set()
     for batch in batch_sizes:
         x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch)).to(device)
-        times: dict[str, list[float]] = {r.label: [] for r in runners}
+        running = [r for r in runners if r.label not in failed]
+        first: dict[str, float] = {}
+        times: dict[str, list[float]] = {r.label: [] for r in running}
         with torch.inference_mode():
-            for runner in runners:  # warm-up: first calls build kernels and caches
-                runner.forward(x)
+            for runner in list(running):  # warm-up: first calls build kernels, caches, compiled graphs
+                try:
+                    first[runner.label] = _timed(runner.forward, x, device)
+                    runner.forward(x)  # a second call: some runtimes finish setting up here
+                except Exception as error:  # e.g. a compiler that fails on this machine
+                    failed.add(runner.label)
+                    running.remove(runner)
+                    notes.append(f"{runner.label} ({runner.how}): left out, its first call at batch {batch} failed: "
+                                 f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}")
+                if runner.compiled and runner.label in first:
+                    log(f"  batch {batch}: {runner.label} compiled in {first[runner.label]:.1f} s")
             for repeat in range(repeats):
-                for runner in runners:
-                    machine.synchronize(device)
-                    start = time.perf_counter()
-                    runner.forward(x)
-                    machine.synchronize(device)
-                    times[runner.label].append(time.perf_counter() - start)
+                for runner in running:
+                    times[runner.label].append(_timed(runner.forward, x, device))
                 log(f"  batch {batch}: repeat {repeat + 1}/{repeats}")
-        for runner in runners:
+        for runner in running:
             runs = [batch / t for t in times[runner.label]]
-            rows.append({"library": runner.library, "precision": runner.precision, "how": runner.how, "batch": batch,
-                         "images_per_s": statistics.median(runs), "runs": runs})
+            rows.append({"library": runner.library, "label": runner.label, "precision": runner.precision,
+                         "how": runner.how, "batch": batch, "images_per_s": statistics.median(runs),
+                         "ms_per_image": 1000 * statistics.median(t / batch for t in times[runner.label]),
+                         "first_call_s": first[runner.label], "compiled": runner.compiled, "runs": runs})
     return rows
 
 
-def _add_ratios(rows: list[dict], flops: float, peaks: dict[str, float]) -> None:
+def _timed(forward, x: torch.Tensor, device: torch.device) -> float:
+    machine.synchronize(device)
+    start = time.perf_counter()
+    forward(x)
+    machine.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _add_ratios(rows: list[dict], flops: float, peaks: dict[str, float], ceilings: list[dict]) -> None:
+    """Per row: achieved GFLOP/s, its fraction of the GEMM peak and of the model-shape ceiling of its batch
+    and precision; for ours, the ratio to each peer library's fastest row at the same batch and
+    precision (``ratio_to``) and which of its variants that was (``peer_how``)."""
+    ceiling = {(c["batch"], p): c[p]["gflops"] for c in ceilings for p in ("fp32", "bf16") if p in c}
     for row in rows:
         row["gflops"] = flops * row["images_per_s"] / 1e9
         row["peak_fraction"] = row["gflops"] / peaks[row["precision"]]
+        row["ceiling_gflops"] = ceiling.get((row["batch"], row["precision"]))
+        row["ceiling_fraction"] = row["gflops"] / row["ceiling_gflops"] if row["ceiling_gflops"] else None
+    for row in rows:
         if row["library"] != "beitv2_zoo":
             continue
-        row["ratio_to"] = {
-            peer["library"]: row["images_per_s"] / peer["images_per_s"]
-            for peer in rows
-            if peer["library"] != "beitv2_zoo" and peer["batch"] == row["batch"] and peer["precision"] == row["precision"]
-        }
+        fastest: dict[str, dict] = {}
+        for peer in rows:
+            if peer["library"] == "beitv2_zoo" or (peer["batch"], peer["precision"]) != (row["batch"], row["precision"]):
+                continue
+            if peer["library"] not in fastest or peer["images_per_s"] > fastest[peer["library"]]["images_per_s"]:
+                fastest[peer["library"]] = peer
+        row["ratio_to"] = {library: row["images_per_s"] / peer["images_per_s"] for library, peer in fastest.items()}
+        row["peer_how"] = {library: peer["how"] for library, peer in fastest.items()}
+
+
+def _latency(rows: list[dict]) -> dict:
+    """Batch-1 latency per implementation: median ms per image, and ours against each peer's fastest."""
+    single = [r for r in rows if r["batch"] == 1]
+    result = {r["label"]: {"precision": r["precision"], "how": r["how"], "ms": r["ms_per_image"]} for r in single}
+    for ours in (r for r in single if r["library"] == "beitv2_zoo"):
+        result[ours["label"]]["speedup_over"] = dict(ours.get("ratio_to", {}))
+    return result
 
 
 def _cold_starts(name: str, weights: Path, mm_weights: Path, settings: dict, repeats: int, log) -> dict:
@@ -139,10 +197,17 @@ def _cold_starts(name: str, weights: Path, mm_weights: Path, settings: dict, rep
 
 
 def _folder(model: torch.nn.Module, count: int, batch_sizes: tuple[int, ...], workers: int | None, repeats: int,
-            folder: Path, log) -> list[dict]:
+            folder: Path, log, precisions: tuple[str, ...] = ("fp32",)) -> list[dict]:
+    """Folder inference against the model alone at each precision (bf16: a bf16 copy of the model, as
+    ``get_model(..., dtype=torch.bfloat16)`` would give) and batch size."""
     photos = folder / "photos"
     write_photo_folder(photos, count)
-    return [folder_throughput(model, photos, batch, repeats, workers, log) for batch in batch_sizes]
+    rows = []
+    for precision in precisions:
+        subject = model if precision == "fp32" else copy.deepcopy(model).to(torch.bfloat16)
+        rows += [folder_throughput(subject, photos, batch, repeats, workers, log) for batch in batch_sizes]
+        del subject
+    return rows
 
 
 def run_benchmark(
@@ -150,7 +215,7 @@ def run_benchmark(
     batch_sizes: tuple[int, ...] = (1, 8, 32),
     precisions: tuple[str, ...] = ("fp32", "bf16"),
     repeats: int = 5,
-    peers: tuple[str, ...] = ("timm", "mmpretrain", "onnxruntime"),
+    peers: tuple[str, ...] = DEFAULT_PEERS,
     cold_repeats: int = 5,
     seed: int = 0,
     log=print,
@@ -186,19 +251,29 @@ def run_benchmark(
     if "throughput" in sections or "mim-step" in sections:
         result["gemm_peak_gflops"] = machine.gemm_peak(device=device)
     if "throughput" in sections:
+        log("GEMM ceiling on the model's linear-layer shapes")
+        result["gemm_ceiling"] = machine.gemm_ceiling(settings, batch_sizes, precisions, device)
         runners, notes = build_runners(model, settings, name, peers)
         runners = [r for r in runners if r.precision in precisions]
         result["notes"] += notes
         log(f"benchmarking {name} on {device}: {', '.join(r.label for r in runners)}")
         flops = machine.flops_per_image(settings)
-        rows = _throughput(runners, batch_sizes, repeats, settings["img_size"], device, log)
-        _add_ratios(rows, flops, result["gemm_peak_gflops"])
+        rows = _throughput(runners, batch_sizes, repeats, settings["img_size"], device, log, result["notes"])
+        _add_ratios(rows, flops, result["gemm_peak_gflops"], result["gemm_ceiling"])
+        ran = {row["label"] for row in rows}
+        runners = [r for r in runners if r.label in ran]
         result.update(gflop_per_image=flops / 1e9,
-                      numerics_vs_beitv2_zoo_fp32=_numerics(runners, settings["img_size"], device), throughput=rows)
+                      numerics_vs_beitv2_zoo_fp32=_numerics(runners, settings["img_size"], device, min(batch_sizes)),
+                      throughput=rows, batch1_latency=_latency(rows))
+        result["compile_s"] = {f"{row['label']} batch {row['batch']}": row["first_call_s"] for row in rows if row["compiled"]}
         del runners
+        if "torch._dynamo" in sys.modules:  # compiled peers: their graphs hold frozen copies of the weights
+            torch._dynamo.reset()
     if "folder" in sections and folder_images:
-        log(f"folder inference: {folder_images} photos, batch sizes {', '.join(map(str, folder_batch_sizes))}")
-        result["folder"] = _folder(model, folder_images, folder_batch_sizes, folder_workers, repeats, folder, log)
+        log(f"folder inference: {folder_images} photos, batch sizes {', '.join(map(str, folder_batch_sizes))}, "
+            f"{', '.join(precisions)}")
+        result["folder"] = _folder(model, folder_images, folder_batch_sizes, folder_workers, repeats, folder, log,
+                                   precisions)
     model = None  # the cold start needs only the files; free the device for the MIM step
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -214,9 +289,15 @@ def run_benchmark(
     return result
 
 
+def _isa_text(described: dict) -> str:
+    isa = described.get("cpu_isa") or {}
+    shown = [flag for flag in ("amx_bf16", "amx_int8", "avx512_bf16", "avx512f") if flag in isa]
+    return " ".join(f"{flag}{'+' if isa[flag] else '-' if isa[flag] is False else '?'}" for flag in shown)
+
+
 def _header(result: dict) -> str:
     described = result["machine"]
-    where = described.get("gpu") or f"{described['cpu']} ({described['torch_threads']} threads)"
+    where = described.get("gpu") or f"{described['cpu']} [{_isa_text(described)}] ({described['torch_threads']} threads)"
     model = f"model {result['model']} on " if set(result) & {"throughput", "folder", "cold_start"} else ""
     line = f"{model}{where}, torch {described['torch']}, {result['date']}; medians of {result['repeats']}"
     if "gemm_peak_gflops" in result:
@@ -225,15 +306,44 @@ def _header(result: dict) -> str:
     return line
 
 
+def _ceiling_lines(ceilings: list[dict]) -> list[str]:
+    lines = ["GEMM ceiling on the model's own linear shapes (best path per shape; ceiling = FLOP-weighted harmonic mean):",
+             f"{'batch':>6}{'rows':>7}{'dtype':>6}{'ceiling':>9}  qkv / proj / fc1 / fc2 GFLOP/s (best path)"]
+    for entry in ceilings:
+        for precision in ("fp32", "bf16"):
+            if precision not in entry:
+                continue
+            c = entry[precision]
+            shapes = " / ".join(f"{s['gflops']:.0f} ({s['best_path']})" for s in c["shapes"].values())
+            lines.append(f"{entry['batch']:>6}{entry['rows']:>7}{precision:>6}{c['gflops']:>9.0f}  {shapes}")
+    return lines
+
+
 def _throughput_lines(result: dict) -> list[str]:
-    lines = [f"throughput ({result['gflop_per_image']:.2f} GFLOP/image):",
-             f"{'implementation':<28}{'batch':>6}{'img/s':>9}{'GFLOP/s':>9}{'of peak':>9}  ratio of beitv2_zoo"]
+    lines = [f"throughput ({result['gflop_per_image']:.2f} GFLOP/image; 'of ceil': model GFLOP/s / the GEMM ceiling "
+             "of its batch and dtype):",
+             f"{'implementation':<54}{'batch':>6}{'img/s':>9}{'ms/img':>9}{'GFLOP/s':>9}{'of ceil':>8}  "
+             "ratio of beitv2_zoo (to the peer's fastest variant)"]
     for row in result["throughput"]:
         ratios = ", ".join(f"{k} {v:.2f}x" for k, v in row.get("ratio_to", {}).items())
         label = f"{row['library']} {row['precision']} ({row['how']})" if row["how"] != row["precision"] else f"{row['library']} {row['precision']}"
-        lines.append(f"{label:<28}{row['batch']:>6}{row['images_per_s']:>9.2f}{row['gflops']:>9.0f}"
-                     f"{row['peak_fraction']:>9.0%}  {ratios}")
-    lines += ["", "numerics against beitv2_zoo fp32 (4 random images):"]
+        fraction = "–" if row.get("ceiling_fraction") is None else f"{row['ceiling_fraction']:.0%}"
+        lines.append(f"{label:<54}{row['batch']:>6}{row['images_per_s']:>9.2f}{row['ms_per_image']:>9.1f}"
+                     f"{row['gflops']:>9.0f}{fraction:>8}  {ratios}")
+    compiled = [row for row in result["throughput"] if row.get("compiled")]
+    if compiled:
+        lines += ["", "compilation (first call at each batch size, not in the figures above):"]
+        lines += [f"  {row['label']:<24} batch {row['batch']:>4}: {row['first_call_s']:.1f} s" for row in compiled]
+    latency = result.get("batch1_latency") or {}
+    if not latency:
+        lines += ["", "batch-1 latency: not measured (batch 1 is not among the batch sizes)"]
+    else:
+        lines += ["", "batch-1 latency (median ms per image; speed-up = our speed / the peer's fastest variant's):"]
+        for label, entry in latency.items():
+            speedups = ", ".join(f"{k} {v:.2f}x" for k, v in entry.get("speedup_over", {}).items())
+            lines.append(f"  {label:<24} {entry['how']:<36}{entry['ms']:>8.1f} ms" + (f"  speed-up: {speedups}" if speedups else ""))
+    first: dict = next(iter(result["numerics_vs_beitv2_zoo_fp32"].values()), {})
+    lines += ["", f"numerics against beitv2_zoo fp32 ({first.get('images', 4)} random images):"]
     for label, n in result["numerics_vs_beitv2_zoo_fp32"].items():
         lines.append(f"  {label:<24} max abs diff {n['max_abs_diff']:.2e}  min cosine {n['min_cosine']:.6f}  "
                      f"top-1 agreement {n['top1_agreement']:.0%}")
@@ -241,13 +351,13 @@ def _throughput_lines(result: dict) -> list[str]:
 
 
 def _folder_lines(rows: list[dict]) -> list[str]:
-    lines = ["folder inference, fp32 (inference_model on a folder of JPEG photos vs the model alone, same batches):",
-             f"{'images':>8}{'batch':>6}{'workers':>8}{'folder img/s':>14}{'model img/s':>13}{'ratio':>7}{'paired':>8}"
+    lines = ["folder inference (inference_model on a folder of JPEG photos vs the model alone, same batches; target ratio 0.90):",
+             f"{'dtype':>6}{'images':>8}{'batch':>6}{'workers':>8}{'folder img/s':>14}{'model img/s':>13}{'ratio':>7}{'paired':>8}"
              f"{'decode+preprocess':>19}"]
     for row in rows:
-        lines.append(f"{row['images']:>8}{row['batch']:>6}{row['workers']:>8}{row['folder_images_per_s']:>14.2f}"
-                     f"{row['model_images_per_s']:>13.2f}{row['ratio']:>7.2f}{row['ratio_paired']:>8.2f}"
-                     f"{row['preprocess_ms_per_image']:>12.1f} ms/img (1 thread)")
+        lines.append(f"{row.get('precision', 'fp32'):>6}{row['images']:>8}{row['batch']:>6}{row['workers']:>8}"
+                     f"{row['folder_images_per_s']:>14.2f}{row['model_images_per_s']:>13.2f}{row['ratio']:>7.2f}"
+                     f"{row['ratio_paired']:>8.2f}{row['preprocess_ms_per_image']:>12.1f} ms/img (1 thread)")
     return lines
 
 
@@ -274,6 +384,8 @@ def _mim_lines(mim: dict) -> list[str]:
 def format_report(result: dict) -> str:
     """A readable table of :func:`run_benchmark`'s result (the sections it ran)."""
     lines = [_header(result)]
+    if "gemm_ceiling" in result:
+        lines += ["", *_ceiling_lines(result["gemm_ceiling"])]
     if "throughput" in result:
         lines += ["", *_throughput_lines(result)]
     if "folder" in result:

@@ -95,7 +95,9 @@ def folder_throughput(
     """Images/s of ``inference_model`` on every image in ``folder`` and of the bare forward pass.
 
     Args:
-        model: a classifier from ``get_model`` (fp32, on its device; both paths use this object).
+        model: a classifier from ``get_model`` (on its device, in its dtype: fp32, or bf16 from
+            ``get_model(..., dtype=torch.bfloat16)``; both paths use this object, and
+            ``inference_model`` casts the preprocessed images to the model's dtype).
         folder: a folder of image files (e.g. from :func:`write_photo_folder`).
         batch_size: images per forward pass, for both measurements.
         repeats: timed runs of each (after one warm-up run of each); medians are reported.
@@ -103,7 +105,7 @@ def folder_throughput(
             does by default (:func:`~beitv2_zoo.inference.auto_workers`).
 
     Returns:
-        ``images``, ``batch``, ``workers`` (the threads used), ``folder_images_per_s`` and ``model_images_per_s``
+        ``images``, ``batch``, ``workers`` (the threads used), ``precision`` (the model's dtype), ``folder_images_per_s`` and ``model_images_per_s``
         (medians), ``ratio`` (their quotient), ``ratio_paired`` (the median of each repeat's
         own ratio; steadier on a shared machine, where load drifts between repeats), the
         single-thread ``preprocess_ms_per_image``, and every run under ``runs``. The model-only runs feed random ``[b, 3, S, S]`` tensors
@@ -149,7 +151,8 @@ def folder_throughput(
     folder_speed, model_speed = statistics.median(folder_runs), statistics.median(model_runs)
     paired = [f / m for f, m in zip(folder_runs, model_runs)]
     return {"images": len(paths), "batch": batch_size, "workers": workers,
-            "workers_chosen_by": "auto" if num_workers is None else "caller", "precision": "fp32",
+            "workers_chosen_by": "auto" if num_workers is None else "caller",
+            "precision": {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(parameter.dtype, "fp32"),
             "folder_images_per_s": folder_speed, "model_images_per_s": model_speed,
             "ratio": folder_speed / model_speed, "ratio_paired": statistics.median(paired),
             "preprocess_ms_per_image": preprocess_ms,

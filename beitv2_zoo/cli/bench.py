@@ -1,5 +1,6 @@
-"""``beitv2-zoo bench``: throughput, numerics, folder inference and cold start against timm / mmpretrain /
-onnxruntime; on request, a BEiT v2 pretraining step with fused against eager attention."""
+"""``beitv2-zoo bench``: throughput (against the GEMM ceiling of the model's shapes), batch-1 latency, numerics,
+folder inference and cold start against timm (eager, bf16 weights and autocast; inductor with freezing) /
+mmpretrain / onnxruntime / OpenVINO; on request, a BEiT v2 pretraining step with fused against eager attention."""
 
 import argparse
 import json
@@ -10,19 +11,23 @@ from ..arguments import non_negative_int, positive_int
 
 SECTIONS = ("throughput", "folder", "cold-start", "mim-step")  # as beitv2_zoo.bench.SECTIONS (not imported: torch)
 DEFAULT_SECTIONS = ("throughput", "folder", "cold-start")
+PEERS = ("timm", "timm-inductor", "mmpretrain", "onnxruntime", "openvino")  # as beitv2_zoo.bench.runners.DEFAULT_PEERS
 
 
 def register(commands: argparse._SubParsersAction) -> None:
-    bench = commands.add_parser("bench", help="benchmark against timm (and mmpretrain, onnxruntime) on the same weights")
+    bench = commands.add_parser("bench", help="benchmark against timm (eager, inductor), mmpretrain, onnxruntime and "
+                                              "OpenVINO on the same weights, and against the machine's GEMM ceiling")
     bench.add_argument("--model", default="beit-base-p16_beitv2-in21k-pre_3rdparty_in1k")
     bench.add_argument("--device", default="cpu", help="cpu (default) or cuda / cuda:N")
     bench.add_argument("--only", nargs="+", choices=SECTIONS, metavar="SECTION",
                        help=f"run only these sections of {', '.join(SECTIONS)} (default: {' '.join(DEFAULT_SECTIONS)})")
     bench.add_argument("--mim-step", action="store_true", help="add the MIM pretraining-step section to the default ones")
     bench.add_argument("--batch-sizes", type=positive_int, nargs="+", default=[1, 8, 32])
-    bench.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"])
+    bench.add_argument("--precisions", nargs="+", choices=["fp32", "bf16"], default=["fp32", "bf16"],
+                       help="for throughput and folder inference (default: both)")
     bench.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per configuration (median reported)")
-    bench.add_argument("--peers", nargs="*", default=["timm", "mmpretrain", "onnxruntime"])
+    bench.add_argument("--peers", nargs="*", default=list(PEERS), metavar="PEER",
+                       help=f"of {', '.join(PEERS)} (default: all; those not installed are noted and left out)")
     bench.add_argument("--cold-repeats", type=non_negative_int, default=5, help="cold-start runs per implementation (0 to skip)")
     folder = bench.add_argument_group("folder inference")
     folder.add_argument("--folder-images", type=non_negative_int, default=64, help="JPEG photos written for it (0 to skip; default 64)")
