@@ -4,7 +4,7 @@
 >>> list_models('*beitv2*')[:2]
 ['beit-base-p16_beitv2-in21k-pre_3rdparty_in1k', 'beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k']
 
-Names that need PyTorch (``get_model``, ``inference_model``, ``create_transform``) are
+Names that need PyTorch (``get_model``, ``inference_model``, ``create_transform``, ``SegPrediction``) are
 imported on first use, so ``import beitv2_zoo``, ``list_models`` and the command line's
 ``list``/``info`` start without loading torch.
 """
@@ -33,11 +33,15 @@ from .version import __version__
 if TYPE_CHECKING:
     from .api import get_model, inference_model
     from .pretrained import push_to_hub, save_pretrained
+    from .segment import SegPrediction
     from .transforms import create_transform
 
 _LAZY = {"get_model": "api", "inference_model": "api", "create_transform": "transforms",
-         "save_pretrained": "pretrained", "push_to_hub": "pretrained"}
-"""Public name → submodule that defines it, imported when the name is first used."""
+         "save_pretrained": "pretrained", "push_to_hub": "pretrained", "SegPrediction": "segment"}
+"""Public name → submodule that defines it, imported when the name is first used. The function
+``segment`` is not re-exported: its name is the submodule's, so ``beitv2_zoo.segment`` would be the
+function or the module depending on what was imported first; call ``inference_model`` (which
+segments with a segmenter) or ``from beitv2_zoo.segment import segment``."""
 
 
 def __getattr__(name: str) -> Any:
@@ -63,6 +67,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelConfigError",
     "NonFiniteOutputError",
+    "SegPrediction",
     "UnknownModelError",
     "UnsafeCheckpointError",
     "WeightsDownloadError",

@@ -2,7 +2,8 @@
 
 ``get_model`` goes one way: :mod:`resolve` turns the name and weight spec into a record and a
 local file (downloading through :mod:`hub`), :mod:`checkpoint` reads it and fits it to the
-model that :mod:`models` builds. ``inference_model`` is ``get_model`` plus :mod:`inference`.
+model that :mod:`models` builds. ``inference_model`` is ``get_model`` plus :mod:`inference` (a
+classifier) or :mod:`segment` (a semantic segmenter).
 """
 
 import logging
@@ -25,6 +26,7 @@ from .models import ARCHITECTURES, VQKD, Architecture
 from .models.features import features_only
 from .models.protocol import ZooModel
 from .resolve import DownloadOptions, WeightSpec
+from .segment import is_segmenter, segment
 from .transforms import ImageInput
 from .weights import IMAGENET_EVAL, WeightRecord, get_record, is_model, list_models
 from .weights.timm_cfg import pretrained_cfg_of
@@ -145,11 +147,12 @@ def get_model(
 @overload
 def inference_model(model: nn.Module | ZooModel | str, inputs: ImageInput, *, topk: int | None = ...,
                     batch_size: int = ..., num_workers: int | None = ..., on_error: str = ...,
-                    **kwargs: Any) -> Prediction: ...
+                    mode: str | None = ..., return_logits: bool = ..., **kwargs: Any) -> Prediction: ...
 @overload
 def inference_model(model: nn.Module | ZooModel | str, inputs: list[ImageInput] | tuple[ImageInput, ...], *,
                     topk: int | None = ..., batch_size: int = ..., num_workers: int | None = ...,
-                    on_error: str = ..., **kwargs: Any) -> list[Prediction | None]: ...
+                    on_error: str = ..., mode: str | None = ..., return_logits: bool = ...,
+                    **kwargs: Any) -> list[Prediction | None]: ...
 
 
 def inference_model(
@@ -160,33 +163,49 @@ def inference_model(
     batch_size: int = 8,
     num_workers: int | None = None,
     on_error: str = "raise",
+    mode: str | None = None,
+    return_logits: bool = False,
     **kwargs: Any,
-) -> Prediction | list[Prediction | None]:
-    """Classify one image or a list of images, as mmpretrain's ``inference_model`` does.
+) -> Any:
+    """Classify or segment one image or a list of images, as mmpretrain's and mmseg's ``inference_model`` do.
+
+    A classifier gives class scores; a semantic segmenter (``model.task == 'semantic-segmentation'``,
+    e.g. ``'beitv2_base_patch16_224_pt1k_ftade20k'``) gives a label map, through
+    :func:`beitv2_zoo.segment.segment`.
 
     Args:
         model: a model from :func:`get_model`, or a registered name (then built with
             ``pretrained=True`` unless ``pretrained=`` is given in ``kwargs``).
         inputs: a path, a PIL image, an RGB ``uint8`` HWC array, a CHW tensor, or a list of them.
-        topk: also return the ``topk`` best classes under ``'pred_topk'``.
-        batch_size: images per forward pass when ``inputs`` is a list.
-        num_workers: threads that decode and preprocess the next batch while the model
+        topk: (classifiers) also return the ``topk`` best classes under ``'pred_topk'``.
+        batch_size: (classifiers) images per forward pass when ``inputs`` is a list.
+        num_workers: (classifiers) threads that decode and preprocess the next batch while the model
             computes the current one (``0``: all in the calling thread; ``None``: chosen by
             :func:`beitv2_zoo.inference.auto_workers`).
         on_error: ``'raise'`` (an unreadable image raises :class:`ImageLoadError`; an image
             with NaN pixels, no pixels or an aspect ratio over 64:1, :class:`InvalidInputError`)
             or ``'skip'`` (it is logged and its result is ``None``).
+        mode: (segmenters) ``'slide'`` (mmseg's overlapping windows) or ``'whole'`` (the resized
+            image at once); ``None``: the record's ``test_cfg`` mode (``'slide'`` for every ADE20K file).
+        return_logits: (segmenters) also return ``seg_logits`` at the original size.
         **kwargs: passed to :func:`get_model` (``pretrained=``, ``device=``, …) when ``model`` is a name.
 
     Returns:
-        Per image, a dict with mmpretrain's keys: ``pred_scores`` (float32 numpy
+        Per image, for a classifier, a dict with mmpretrain's keys: ``pred_scores`` (float32 numpy
         ``[num_classes]``, softmax), ``pred_label`` (int), ``pred_score`` (float) and
         ``pred_class`` (str: the class name, or the label index as a string when the model
         carries no class names); plus ``pred_topk`` (a list of ``(label, class, score)``) when
-        ``topk`` is given. A list of inputs gives a list.
+        ``topk`` is given. For a segmenter, a :class:`~beitv2_zoo.segment.SegPrediction` with
+        mmseg's keys: ``pred_sem_seg`` (int64 numpy ``[H, W]`` at the image's own size),
+        ``classes`` (the class names, a tuple), ``palette`` (an RGB tuple per class) and, with
+        ``return_logits``, ``seg_logits`` (float32 ``[num_classes, H, W]``). A list of inputs
+        gives a list. (Type checkers see the classifier's result; typed code that segments can
+        call :func:`beitv2_zoo.segment.segment`, typed to return a ``SegPrediction``.)
 
     Raises:
         NonFiniteOutputError: the model's scores are NaN or infinite (no result is returned).
+        ValueError: an option of the other task (``topk`` for a segmenter, ``mode`` or
+            ``return_logits`` for a classifier).
     """
     if isinstance(model, str):
         if is_model(model):
@@ -195,6 +214,13 @@ def inference_model(
         model = get_model(model, **kwargs)
     elif kwargs:
         raise TypeError(f"unexpected keyword arguments for an already-built model: {sorted(kwargs)}")
+    if is_segmenter(model):
+        if topk is not None:
+            raise ValueError("topk= applies to classifiers; a segmenter labels every pixel (see pred_sem_seg)")
+        return segment(cast(nn.Module, model), inputs, mode=mode, return_logits=return_logits,  # type: ignore[call-overload]
+                       on_error=on_error)
+    if mode is not None or return_logits:
+        raise ValueError("mode= and return_logits= apply to semantic segmenters; this model is a classifier")
     return predict(cast(nn.Module, model), inputs, topk=topk, batch_size=batch_size,  # type: ignore[call-overload]
                    num_workers=num_workers, on_error=on_error)
 

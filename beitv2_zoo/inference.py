@@ -57,6 +57,9 @@ def predict(
     ``num_workers=None`` chooses 2 background decoding threads, or 0 when the model runs on
     the CPU and torch's intra-op threads already use every core (see :func:`auto_workers`).
     """
+    if getattr(model, "task", None) == "semantic-segmentation":
+        raise ModelConfigError(f"predict() classifies images and {type(model).__name__} is a semantic segmenter; "
+                               "use beitv2_zoo.inference_model (or beitv2_zoo.segment.segment) for its label maps")
     if not getattr(model, "num_classes", 0):
         record = getattr(model, "weights_info", None)
         require_classifier(getattr(record, "name", type(model).__name__), getattr(record, "task", "feature extraction"))
@@ -146,8 +149,12 @@ def _preprocessed_batches(
 
 
 def require_classifier(name: str, task: str) -> None:
-    """Like mmpretrain, which has no inferencer for its pretraining models, refuse what has no class head."""
-    if task == "image-classification":
+    """Like mmpretrain, which has no inferencer for its pretraining models, refuse what has no class head.
+
+    Classifiers and semantic segmenters pass (``inference_model`` sends a segmenter to
+    :func:`beitv2_zoo.segment.segment`); pretraining models and tokenizers raise :class:`ModelConfigError`.
+    """
+    if task in ("image-classification", "semantic-segmentation"):
         return
     hint = {
         "masked-image-modeling": "model(x) / model.extract_feat(x) give its block outputs and "

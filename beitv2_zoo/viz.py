@@ -215,3 +215,65 @@ def token_map_figure(image: Image.Image, ids: np.ndarray, title: str = "") -> Im
         if index < 2:
             draw.text((x + 4, margin + caption + 4), label, fill=(255, 255, 255), font=_font(13))
     return canvas
+
+
+def segmentation_overlay(image: "Image.Image | np.ndarray", pred_sem_seg: np.ndarray,
+                         palette: Sequence[Sequence[int]], class_names: Sequence[str], alpha: float = 0.5,
+                         max_legend: int = 20) -> Image.Image:
+    """The image with its label map blended over it, beside a legend of the classes present.
+
+    Args:
+        image: the photo, a PIL image or an RGB ``uint8`` ``[H, W, 3]`` array.
+        pred_sem_seg: integer labels ``[H, W]`` (the image's size), each below ``len(palette)``.
+        palette: an RGB colour per class.
+        class_names: a name per class.
+        alpha: weight of the label colours (0: the photo only, 1: the colours only).
+        max_legend: most legend rows; the rest are summed up in one last line.
+
+    Returns:
+        RGB ``PIL.Image``: the overlay at the image's size, the legend (a colour swatch, the class name
+        and its share of the pixels, largest share first) on a white panel to its right.
+
+    Raises:
+        ValueError: the label map does not match the image, or holds a label without a colour or a name.
+    """
+    photo = image.convert("RGB") if isinstance(image, Image.Image) else Image.fromarray(np.asarray(image)).convert("RGB")
+    labels = np.asarray(pred_sem_seg)
+    if labels.shape != (photo.height, photo.width):
+        raise ValueError(f"the label map is {list(labels.shape)} and the image {photo.height}x{photo.width}; "
+                         "they must be the same size")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    colours = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    if labels.size and (labels.min() < 0 or labels.max() >= min(len(colours), len(class_names))):
+        raise ValueError(f"labels run from {labels.min()} to {labels.max()}, but there are {len(colours)} colours "
+                         f"and {len(class_names)} class names")
+    overlay = Image.blend(photo, Image.fromarray(colours[labels]), alpha)
+
+    counts = np.bincount(labels.ravel(), minlength=len(colours))
+    present = sorted(np.flatnonzero(counts).tolist(), key=lambda k: (-counts[k], k))  # largest share first, then label
+    rows = [(colours[k], f"{str(class_names[k]).strip()}  {_share(counts[k] / labels.size)}")
+            for k in present[:max_legend]]
+    if len(present) > max_legend:
+        rest = counts[present[max_legend:]].sum() / labels.size
+        extra = len(present) - max_legend
+        rows.append((None, f"… {extra} more class{'es' if extra > 1 else ''}  {_share(rest)}"))
+    unit = max(14, min(48, photo.height // 30))  # rows readable at any image size
+    font, margin = _font(unit), unit
+    draw = ImageDraw.Draw(overlay)
+    text_width = int(max((draw.textbbox((0, 0), text, font=font)[2] for _, text in rows), default=0))
+    legend_width = 2 * margin + unit + unit // 2 + text_width
+    height = max(photo.height, 2 * margin + len(rows) * (unit + unit // 2))
+    canvas = Image.new("RGB", (photo.width + legend_width, height), _BACKGROUND)
+    canvas.paste(overlay, (0, 0))
+    draw = ImageDraw.Draw(canvas)
+    for row, (colour, text) in enumerate(rows):
+        left, top = photo.width + margin, margin + row * (unit + unit // 2)
+        if colour is not None:
+            draw.rectangle((left, top, left + unit, top + unit), fill=tuple(int(c) for c in colour), outline=_MUTED)
+        draw.text((left + unit + unit // 2, top), text, fill=_INK if colour is not None else _MUTED, font=font)
+    return canvas
+
+
+def _share(fraction: float) -> str:
+    return f"{fraction:.1%}" if fraction >= 0.001 or fraction == 0 else "<0.1%"

@@ -19,11 +19,12 @@ from . import hub as _hub
 from . import models as _models
 from . import pictures as _pictures
 from . import predict as _predict
+from . import segment as _segment
 from . import tokens as _tokens
 from . import train as _train
 
 DEFAULT_MODEL = _predict.DEFAULT_MODEL
-COMMAND_MODULES = (_models, _predict, _tokens, _hub, _pictures, _export, _bench, _cards, _train)
+COMMAND_MODULES = (_models, _predict, _segment, _tokens, _hub, _pictures, _export, _bench, _cards, _train)
 """Modules whose ``register(subparsers)`` adds sub-commands, in help order."""
 
 
