@@ -143,3 +143,13 @@ def test_the_overlay_blends_the_colours_and_lists_classes_by_share():
         segmentation_overlay(image, labels[:30], palette, ["red", "green", "blue"])
     with pytest.raises(ValueError, match="3 colours"):
         segmentation_overlay(image, labels + 1, palette, ["red", "green", "blue"])
+
+
+def test_predict_refuses_a_segmenter_and_points_to_segment(capsys, tiny_seg):
+    _, weights = tiny_seg
+    assert main(["predict", str(EXAMPLE_IMAGE), *MODEL]) == 2  # by name: refused before any download
+    assert "use `beitv2-zoo segment" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE_IMAGE), "--model", weights]) == 2  # a segmenter file as the model
+    assert "holds a segmenter" in capsys.readouterr().err
+    assert main(["predict", str(EXAMPLE_IMAGE), "--model", "test_beit_tiny", "--weights", weights]) == 1
+    assert "holds a semantic segmenter (decode_head.*) and this model is not one" in capsys.readouterr().err

@@ -217,7 +217,12 @@ def load_state_dict_strict(
         if adapted[k].shape != target[k].shape
     )
     if missing or unexpected or misshapen:
-        raise CheckpointMismatchError(_mismatch_report(source, missing, unexpected, misshapen))
+        report = _mismatch_report(source, missing, unexpected, misshapen)
+        if any(k.startswith("decode_head.") for k in unexpected) and not any(k.startswith("decode_head.") for k in target):
+            report = (f"{source} holds a semantic segmenter (decode_head.*) and this model is not one; build a segmenter "
+                      "from it: get_model(file), or a segmentation name (list_models(task='semantic-segmentation')) "
+                      f"with pretrained=file.\n{report}")
+        raise CheckpointMismatchError(report)
     model.load_state_dict(adapted, strict=not left_out, assign=assign)
     return left_out
 

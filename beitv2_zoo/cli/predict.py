@@ -31,6 +31,7 @@ def run_predict(args: argparse.Namespace) -> int:
     from ..api import get_model
     from ..api import inference_model
     from ..transforms import expand_images
+    from ..weights import get_record, is_model
 
     images = expand_images(args.images)
     if not images:
@@ -38,7 +39,11 @@ def run_predict(args: argparse.Namespace) -> int:
         return 1
     device = checked_device(args.device)
     pictures = picture_paths(images, args.show, args.topk) if args.show else None  # checked before any work
+    if is_model(args.model) and get_record(args.model).task == "semantic-segmentation":  # before any download
+        raise UsageError(f"{args.model} is a segmenter: use `beitv2-zoo segment IMAGE... --model {args.model}`")
     model = get_model(args.model, pretrained=args.weights or True, device=device)
+    if getattr(model, "task", None) == "semantic-segmentation":
+        raise UsageError(f"{args.weights or args.model} holds a segmenter: use `beitv2-zoo segment`")
     _say_which_head(args, model)
     predictions = inference_model(model, images, topk=args.topk, batch_size=args.batch_size,
                                   num_workers=args.workers, on_error="skip" if len(images) > 1 else "raise")
