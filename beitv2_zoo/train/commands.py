@@ -27,6 +27,18 @@ pretrained=, tokenizer= or teacher= take a registered name, a file or a run fold
 """
 
 
+TEST_EPILOG = """examples:
+  beitv2-zoo test beit-base-p16_beitv2-pre_8xb128-coslr-100e_in1k --data data/imagenet
+  beitv2-zoo test work_dirs/my_finetune_run --data data/imagenet --out report.json
+  beitv2-zoo test beitv2_base_patch16_224_pt1k_ftade20k --data data/ade/ADEChallengeData2016
+  torchrun --nproc_per_node=8 -m beitv2_zoo test beitv2_base_patch16_224_pt1k_ftade20k --data data/ade/ADEChallengeData2016 --mode slide
+
+A segmenter's report has mIoU, mAcc, aAcc and per-class IoU / Acc in percent, measured on every
+label map at its original size (mmsegmentation's protocol); under torchrun the images are split
+over the ranks and the per-class areas summed.
+"""
+
+
 def train_parser() -> argparse.ArgumentParser:
     """The full argument parser of ``beitv2-zoo train`` (used with ``parse_intermixed_args``)."""
     parser = OneLineParser(
@@ -55,16 +67,27 @@ def register(commands: argparse._SubParsersAction) -> None:
     train.add_argument("argv", nargs=argparse.REMAINDER)
     train.set_defaults(handler=run_train, log_info=1)
 
-    test = commands.add_parser("test", help="top-1/top-5 and per-class accuracy of a model on an image folder, as JSON")
+    test = commands.add_parser(
+        "test", help="accuracy of a classifier on an image folder, or mIoU of a segmenter on an ADE20K-layout "
+                     "folder, as JSON", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TEST_EPILOG)
     test.add_argument("target", help="a registered model name, a recipe name or .py file (with --weights), "
-                                     "or a training run folder")
-    test.add_argument("--data", required=True, help="data root (DIR/SPLIT, or DIR itself, as an ImageFolder)")
+                                     "a training run folder, or a segmentation checkpoint file")
+    test.add_argument("--data", required=True,
+                      help="data root: DIR/SPLIT (or DIR itself) as an ImageFolder for a classifier; for a segmenter "
+                           "DIR/images/SPLIT and DIR/annotations/SPLIT (ADEChallengeData2016)")
     test.add_argument("--weights", help="local file, run folder, https:// URL or hf-hub: spec (default: the model's own)")
-    test.add_argument("--split", default="val", help="sub-folder of --data to evaluate (default val; DIR itself if absent)")
+    test.add_argument("--split", default=None,
+                      help="split to evaluate (default val for a classifier, DIR itself if absent; validation for a segmenter)")
     test.add_argument("--ann-file", default="", help="mmpretrain list file relative to --data, instead of folders")
-    test.add_argument("--batch-size", type=positive_int, default=64)
+    test.add_argument("--batch-size", type=positive_int, default=64, help="images per forward pass (classifiers)")
     test.add_argument("--workers", type=non_negative_int, default=4)
     test.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    test.add_argument("--mode", choices=("slide", "whole"), default=None,
+                      help="segmenters: sliding windows or the whole image at once (default: the model's own, "
+                           "slide for ADE20K)")
+    test.add_argument("--reduce-zero-label", action=argparse.BooleanOptionalAction, default=None,
+                      help="segmenters: label 0 is ignored and 1..K become 0..K-1 (default: the model's own; "
+                           "on for ADE20K). --no-reduce-zero-label for label maps already in 0..K-1 (255 ignored)")
     test.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     test.add_argument("--out", type=Path, help="write the JSON report here (default: print it)")
     test.set_defaults(handler=run_test, log_info=1)

@@ -2,7 +2,8 @@
 
 Also the ``test`` entry point: a registered model (with its published or given weights), a
 recipe (a name or a recipe file), or a training run evaluated on an ``ImageFolder`` /
-``ann_file`` split, results as JSON.
+``ann_file`` split, results as JSON. Segmentation targets (a registered segmenter, a segmentation
+file or recipe run) go to :func:`beitv2_zoo.train.seg_evaluate.run_seg_test` instead.
 """
 
 import json
@@ -68,13 +69,26 @@ def accuracy_report(counts: dict[str, torch.Tensor], classes: tuple[str, ...]) -
     }
 
 
-def run_test(target: str, data: str, weights: str | None = None, split: str = "val", ann_file: str = "",
+def run_test(target: str, data: str, weights: str | None = None, split: str | None = None, ann_file: str = "",
              batch_size: int = 64, num_workers: int = 4, device: str | None = None, out: Path | None = None,
-             amp: str = "none") -> dict[str, Any]:
-    """Evaluate ``target`` on ``data`` (see ``beitv2-zoo test --help``); rank 0 returns (and writes) the report."""
+             amp: str = "none", mode: str | None = None, reduce_zero_label: bool | None = None) -> dict[str, Any]:
+    """Evaluate ``target`` on ``data`` (see ``beitv2-zoo test --help``); rank 0 returns (and writes) the report.
+
+    ``split`` defaults to ``val`` (classification) or ``validation`` (segmentation); ``mode`` and
+    ``reduce_zero_label`` apply to segmenters only (``None``: the model's or recipe's own).
+    """
     from . import distributed
     from .augment import EvalSampleTransform
+    from .seg_evaluate import is_segmentation_target, run_seg_test
 
+    if is_segmentation_target(target):
+        if ann_file:
+            raise DataError("--ann-file is for classification lists; a segmenter reads DIR/images/SPLIT and "
+                            "DIR/annotations/SPLIT")
+        return run_seg_test(target, data, weights=weights, split=split, mode=mode,
+                            reduce_zero_label=reduce_zero_label, num_workers=num_workers, device=device, out=out,
+                            amp=amp)
+    split = split or "val"
     env = distributed.setup(device)
     try:
         model, preprocessing, description = _test_model(target, weights)

@@ -49,18 +49,26 @@ def train_command(options: argparse.Namespace) -> int:
     return 0
 
 
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
 def test_command(args: argparse.Namespace) -> int:
-    """Handle ``beitv2-zoo test``: print (or write) the JSON accuracy report on rank 0."""
+    """Handle ``beitv2-zoo test``: print (or write) the JSON report (accuracy, or mIoU for a segmenter) on rank 0."""
     _configure_logging()
     from .evaluate import run_test
 
     report = run_test(args.target, args.data, weights=args.weights, split=args.split, ann_file=args.ann_file,
                       batch_size=args.batch_size, num_workers=args.workers,
                       device=checked_device(args.device) if args.device else None, out=args.out,
-                      amp=args.amp)
+                      amp=args.amp, mode=getattr(args, "mode", None),
+                      reduce_zero_label=getattr(args, "reduce_zero_label", None))
     if int(os.environ.get("RANK", "0")) == 0:
         if args.out is None:
             print(json.dumps(report, indent=2))
+        elif "mIoU" in report:
+            print(f"mIoU {_percent(report['mIoU'])}  mAcc {_percent(report['mAcc'])}  aAcc {_percent(report['aAcc'])}  "
+                  f"({report['num_images']} images, {report['mode']}) -> {args.out}")
         else:
             print(f"top-1 {report['top1']:.2f}  top-5 {report['top5']:.2f}  ({report['num_images']} images) -> {args.out}")
     return 0
