@@ -3,7 +3,7 @@ needs no data set (issue 12, item 18).
 
 Nothing in the README is edited for the test. What changes is the registry: each registered name
 the README uses is re-registered, for the duration of the test, with a tiny architecture of the
-same family (``test_beit_tiny``, ``test_beitv2_mim_tiny``, ``test_vqkd_tiny``) and random weights
+same family (``test_beit_tiny``, ``test_beitv2_mim_tiny``, ``test_vqkd_tiny``, ``test_beit_tiny_upernet``) and random weights
 served by a local HTTP server with their sha256, so ``pretrained=True`` downloads, verifies and
 loads exactly as it does for the real files. Commands that train on ImageNet or use ``torchrun``
 are illustrations and are not run; the training subpackage has its own tests.
@@ -28,17 +28,17 @@ README = (REPO / "README.md").read_text(encoding="utf-8")
 PYTHON_BLOCKS = re.findall(r"```python\n(.*?)```", README, flags=re.S)
 SHELL_BLOCKS = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
 STAND_IN = {"image-classification": "test_beit_tiny", "masked-image-modeling": "test_beitv2_mim_tiny",
-            "visual-tokenizer": "test_vqkd_tiny"}
-NOT_RUN = ("torchrun", "data/imagenet", "work_dirs", "pip install", "$", "export ")
+            "visual-tokenizer": "test_vqkd_tiny", "semantic-segmentation": "test_beit_tiny_upernet"}
+NOT_RUN = ("torchrun", "data/imagenet", "ADEChallengeData2016", "work_dirs", "pip install", "$", "export ")
 
 
 def names_used() -> set[str]:
     packaged = {r.name for r in ALL_RECORDS if any((s.url or "").startswith("package:") for s in r.sources)}
     used = {r.name for r in ALL_RECORDS if r.sources and r.name not in packaged
             and re.search(rf"['\" ]{re.escape(r.name)}['\" \n]", README)}
-    # the tokenizer of each pretraining model used, and the default model of `beitv2-zoo predict`
+    # the tokenizer of each pretraining model used, and the default models of `beitv2-zoo predict` and `segment`
     used |= {get_record(n).tokenizer for n in used if get_record(n).tokenizer}
-    return used | {"beit-base-p16_beitv2-in21k-pre_3rdparty_in1k"}
+    return used | {"beit-base-p16_beitv2-in21k-pre_3rdparty_in1k", "beitv2_base_patch16_224_pt1k_ftade20k"}
 
 
 def command_lines() -> list[str]:

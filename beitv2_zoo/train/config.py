@@ -232,6 +232,7 @@ class SegmentationRecipe(TrainRecipe):
     task: ClassVar[str] = "segmentation"
     pretrained: str = ""
     num_classes: int = 150
+    label_set: str = ""  # class names stored with the weights ('ade20k', 'digits-canvas', …); '': ADE20K's at 150 classes
     crop_size: int = 512
     scale: tuple[int, int] = (2048, 512)  # (long, short) bound of the keep-ratio resize, before ratio_range
     ratio_range: tuple[float, float] = (0.5, 2.0)

@@ -74,14 +74,20 @@ def segmentation_param_groups(model: nn.Module, weight_decay: float, layer_decay
     return param_groups(model.named_parameters(), weight_decay, frozenset(), layer_decay, depth, strip_prefix=BACKBONE)
 
 
-def class_names(model: nn.Module, num_classes: int) -> tuple[str, ...]:
-    """The model's class names when it has as many, ADE20K's for 150 classes, else ``'0'…``."""
+def class_names(model: nn.Module, num_classes: int, label_set: str = "") -> tuple[str, ...]:
+    """The recipe's ``label_set`` names, else the model's class names when it has as many, ADE20K's
+    for 150 classes, else ``'0'…``."""
+    from ...weights.labels import class_names as label_set_names
+
+    if label_set:
+        names = label_set_names(label_set)
+        if len(names) != num_classes:
+            raise RecipeError(f"label_set={label_set!r} has {len(names)} classes and num_classes={num_classes}")
+        return names
     names = tuple(getattr(model, "class_names", None) or ())
     if len(names) == num_classes:
         return names
     if num_classes == 150:
-        from ...weights.labels import class_names as label_set_names
-
         return label_set_names("ade20k")
     return tuple(str(i) for i in range(num_classes))
 
@@ -124,7 +130,7 @@ def setup(recipe: SegmentationRecipe, env: DistEnv) -> TaskSetup:
                                                recipe.ignore_index)
         val_set = SegmentationDataset(segmentation_samples(recipe.data_root, recipe.val_split), evaluation,
                                       seed=recipe.seed)
-    classes = class_names(segmenter, recipe.num_classes)
+    classes = class_names(segmenter, recipe.num_classes, recipe.label_set)
 
     def prepare(batch: Batch, generator: torch.Generator) -> dict[str, torch.Tensor]:
         return {"image": batch["image"], "label": batch["label"]}
