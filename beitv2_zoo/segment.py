@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models.protocol import ZooModel
 from .errors import ImageLoadError, InvalidInputError, ModelConfigError, NonFiniteOutputError
 from .seg_transforms import normalize as seg_normalize
 from .seg_transforms import rescale_size, resize_bilinear
@@ -61,15 +62,15 @@ def is_segmenter(model: object) -> bool:
 
 
 @overload
-def segment(model: nn.Module, inputs: ImageInput, *, mode: str | None = ..., return_logits: bool = ...,
+def segment(model: "nn.Module | ZooModel", inputs: ImageInput, *, mode: str | None = ..., return_logits: bool = ...,
             on_error: str = ..., window_batch: int = ...) -> SegPrediction: ...
 @overload
-def segment(model: nn.Module, inputs: list[ImageInput] | tuple[ImageInput, ...], *, mode: str | None = ...,
+def segment(model: "nn.Module | ZooModel", inputs: list[ImageInput] | tuple[ImageInput, ...], *, mode: str | None = ...,
             return_logits: bool = ..., on_error: str = ..., window_batch: int = ...) -> list[SegPrediction | None]: ...
 
 
 def segment(
-    model: nn.Module,
+    model: "nn.Module | ZooModel",
     inputs: ImageInput | Sequence[ImageInput],
     *,
     mode: str | None = None,
@@ -130,6 +131,7 @@ def segment(
     if not isinstance(window_batch, int) or isinstance(window_batch, bool) or window_batch < 1:
         raise ValueError(f"window_batch must be a positive int, got {window_batch!r}")
 
+    model = cast(nn.Module, model)
     single = not isinstance(inputs, (list, tuple))
     items: list[ImageInput] = [cast(ImageInput, inputs)] if single else list(cast(Sequence[ImageInput], inputs))
     preprocessing = seg_preprocessing(model)

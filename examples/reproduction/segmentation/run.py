@@ -142,7 +142,8 @@ def summarize(chain: dict[int, dict], runs: dict[int, dict], wall_seconds: float
         row: dict = {"mim_val_acc": round(chain[seed]["mim"]["val_mlm_acc_1"], 2)}
         for arm, report in arms.items():
             row.update({f"{arm}_{key}": report[key] for key in ("mIoU", "mAcc", "aAcc")})
-            row[f"{arm}_per_class_IoU"] = {names[int(k)] if k.isdigit() and int(k) < len(names) else k: v["IoU"]
+            numbered = list(report["per_class"]) == [str(i) for i in range(len(names))]  # a recipe without label_set
+            row[f"{arm}_per_class_IoU"] = {names[int(k)] if numbered else k: v["IoU"]
                                            for k, v in report["per_class"].items()}
         per_seed[str(seed)] = row
     stats = {}

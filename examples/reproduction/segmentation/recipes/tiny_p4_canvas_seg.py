@@ -35,6 +35,7 @@ RECIPE = SegmentationRecipe(
     num_heads=2,
     pretrained="work_dirs/tiny-p4_digits_mim",
     num_classes=11,
+    label_set="digits-canvas",
     reduce_zero_label=False,
     scale=(256, 64),
     ratio_range=(0.75, 1.5),
