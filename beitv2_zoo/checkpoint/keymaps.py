@@ -13,23 +13,30 @@ import torch
 StateDict = dict[str, torch.Tensor]
 
 # (mmpretrain pattern, canonical pattern) applied to keys with the "backbone." prefix removed.
-_MMPRETRAIN_TO_CANONICAL = [
+MM_BLOCKS_TO_CANONICAL = [
     (r"^patch_embed\.projection\.", "patch_embed.proj."),
     (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
     (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
     (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
     (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
     (r"^layers\.(\d+)\.", r"blocks.\1."),
-    (r"^ln2\.", "fc_norm."),  # the avg-pool norm (out_type='avg_featmap')
-    (r"^ln1\.", "norm."),  # the final norm (final_norm=True)
 ]
-_CANONICAL_TO_MMPRETRAIN = [
+"""The OpenMMLab BEiT backbone's patch embedding and blocks (mmpretrain and mmsegmentation name them alike)."""
+CANONICAL_TO_MM_BLOCKS = [
     (r"^patch_embed\.proj\.", "patch_embed.projection."),
     (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.ln1."),
     (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.ln2."),
     (r"^blocks\.(\d+)\.mlp\.fc1\.", r"layers.\1.ffn.layers.0.0."),
     (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
     (r"^blocks\.(\d+)\.", r"layers.\1."),
+]
+_MMPRETRAIN_TO_CANONICAL = [
+    *MM_BLOCKS_TO_CANONICAL,
+    (r"^ln2\.", "fc_norm."),  # the avg-pool norm (out_type='avg_featmap')
+    (r"^ln1\.", "norm."),  # the final norm (final_norm=True)
+]
+_CANONICAL_TO_MMPRETRAIN = [
+    *CANONICAL_TO_MM_BLOCKS,
     (r"^fc_norm\.", "ln2."),
     (r"^norm\.", "ln1."),
 ]

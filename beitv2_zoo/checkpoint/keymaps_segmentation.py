@@ -22,7 +22,7 @@ buffers are dropped everywhere (the model derives them from its grid), and so ar
 
 import re
 
-from .keymaps import StateDict, _rename
+from .keymaps import CANONICAL_TO_MM_BLOCKS, MM_BLOCKS_TO_CANONICAL, StateDict, _rename
 from .keymaps_transformers import canonical_to_transformers, transformers_to_canonical
 
 SEGMENTATION_TOPS = ("decode_head.", "auxiliary_head.")
@@ -31,23 +31,10 @@ SEGMENTATION_TOPS = ("decode_head.", "auxiliary_head.")
 _ADAPTER_MARKS = ("backbone.fpn1.", "neck.upsample_4x.", "neck.upsample_2x.", "fpn1.", "fpn.fpn1.")
 
 _MMSEG_BACKBONE_TO_CANONICAL = [
-    (r"^patch_embed\.projection\.", "patch_embed.proj."),
-    (r"^layers\.(\d+)\.ln1\.", r"blocks.\1.norm1."),
-    (r"^layers\.(\d+)\.ln2\.", r"blocks.\1.norm2."),
-    (r"^layers\.(\d+)\.ffn\.layers\.0\.0\.", r"blocks.\1.mlp.fc1."),
-    (r"^layers\.(\d+)\.ffn\.layers\.1\.", r"blocks.\1.mlp.fc2."),
-    (r"^layers\.(\d+)\.", r"blocks.\1."),
+    *MM_BLOCKS_TO_CANONICAL,
     (r"^ln1\.", "norm."),  # final_norm=True (the official layout has none: the strict load names it)
 ]
-_CANONICAL_BACKBONE_TO_MMSEG = [
-    (r"^patch_embed\.proj\.", "patch_embed.projection."),
-    (r"^blocks\.(\d+)\.norm1\.", r"layers.\1.ln1."),
-    (r"^blocks\.(\d+)\.norm2\.", r"layers.\1.ln2."),
-    (r"^blocks\.(\d+)\.mlp\.fc1\.", r"layers.\1.ffn.layers.0.0."),
-    (r"^blocks\.(\d+)\.mlp\.fc2\.", r"layers.\1.ffn.layers.1."),
-    (r"^blocks\.(\d+)\.", r"layers.\1."),
-    (r"^norm\.", "ln1."),
-]
+_CANONICAL_BACKBONE_TO_MMSEG = [*CANONICAL_TO_MM_BLOCKS, (r"^norm\.", "ln1.")]
 
 # transformers >= 5 in-memory head names → the file names (applied to the whole key, first match wins).
 _MODERN_HEADS_TO_FILE = [
@@ -73,11 +60,6 @@ def segmentation_layout(state_dict: StateDict) -> str:
     if any(k.startswith(("beit.", "fpn1.", "fpn.")) for k in state_dict):
         return "transformers"
     return "official"
-
-
-def official_segmentation_to_canonical(state_dict: StateDict) -> StateDict:
-    """Official microsoft/unilm segmentation keys → canonical: the same names without ``relative_position_index``."""
-    return {k: v for k, v in state_dict.items() if not k.endswith("relative_position_index")}
 
 
 def _adapter_is_4x(keys: set[str], prefix: str) -> bool:

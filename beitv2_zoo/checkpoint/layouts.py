@@ -27,7 +27,6 @@ from .keymaps_pretrain import (
 from .keymaps_segmentation import (
     is_segmentation_state,
     mmseg_to_canonical,
-    official_segmentation_to_canonical,
     segmentation_layout,
     transformers_segmentation_to_canonical,
 )
@@ -77,4 +76,4 @@ def _segmentation_to_canonical(tensors: StateDict) -> tuple[StateDict, str]:
         return mmseg_to_canonical(tensors), layout
     if layout == "transformers":
         return transformers_segmentation_to_canonical(tensors), layout
-    return official_segmentation_to_canonical(tensors), layout
+    return drop_index_buffers(tensors), layout  # the official layout is the canonical one

@@ -119,14 +119,19 @@ def split_samples(data_root: str, split: str, ann_file: str = "") -> SampleList:
     return scan_image_folder(folder)
 
 
-class ImageDataset(Dataset):
-    """Decodes ``samples`` and applies a seeded transform; indexed by ``(epoch, index)`` pairs.
+class SeededDataset(Dataset):
+    """What every training data set shares: items indexed by ``(epoch, index)`` pairs, the transform run
+    with torch's CPU generator seeded for that sample only (:func:`sample_seed`), and an unreadable
+    sample replaced by the next readable one (logged once per file). Subclasses say how to read a
+    sample (:meth:`_read`), where it lives (:meth:`_path`) and how to transform it (:meth:`_transform`).
 
-    Each item is the transform's dict plus ``label`` (int64) and ``replaced`` (1 when an
-    unreadable image was replaced by the next readable one).
+    Each item is the transform's dict plus ``replaced`` (int64: 1 when the sample was replaced).
     """
 
-    def __init__(self, samples: SampleList, transform: SampleTransform, seed: int = 0) -> None:
+    noun = "sample"
+    """What a sample is called in the log and in errors."""
+
+    def __init__(self, samples: Any, transform: Callable[..., dict[str, torch.Tensor]], seed: int = 0) -> None:
         self.samples = samples
         self.transform = transform
         self.seed = seed
@@ -137,26 +142,56 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
         epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, source, replaced = self._load(index)
+        loaded, source, replaced = self._first_readable(index)
         with torch.random.fork_rng(devices=[]):  # seed torch's global CPU generator for this sample only
             seed = sample_seed(self.seed, epoch, index)
             torch.default_generator.manual_seed(seed)  # not torch.manual_seed, which would reseed CUDA too
-            item = self.transform(image, seed)
-        item["label"] = torch.tensor(self.samples.labels[source], dtype=torch.int64)
+            item = self._transform(loaded, source, seed)
         item["replaced"] = torch.tensor(int(replaced), dtype=torch.int64)
         return item
 
-    def _load(self, index: int) -> tuple[Image.Image, int, bool]:
+    def _read(self, source: int) -> Any:
+        raise NotImplementedError
+
+    def _path(self, source: int) -> Path:
+        raise NotImplementedError
+
+    def _transform(self, loaded: Any, source: int, seed: int) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def _first_readable(self, index: int) -> tuple[Any, int, bool]:
+        """``(what _read gave, the sample it came from, whether it is not sample index itself)``."""
         for attempt in range(min(MAX_REPLACEMENTS, len(self.samples))):
             source = (index + attempt) % len(self.samples)
             try:
-                return load_image(self.samples.paths[source]), source, attempt > 0
+                return self._read(source), source, attempt > 0
             except ImageLoadError as error:
                 if source not in self._reported:
                     self._reported.add(source)
-                    logger.warning("skipping unreadable image (replaced by the next one): %s", error)
-        raise DataError(f"{MAX_REPLACEMENTS} images in a row from {self.samples.paths[index]} on are unreadable; "
+                    logger.warning("skipping an unreadable %s (replaced by the next one): %s", self.noun, error)
+        raise DataError(f"{MAX_REPLACEMENTS} {self.noun}s in a row from {self._path(index)} on are unreadable; "
                         "check the data folder")
+
+
+class ImageDataset(SeededDataset):
+    """Decodes ``samples`` (a :class:`SampleList`) and applies a seeded ``(image, seed)`` transform (see
+    :class:`SeededDataset`); each item also has ``label`` (int64)."""
+
+    noun = "image"
+
+    def __init__(self, samples: SampleList, transform: SampleTransform, seed: int = 0) -> None:
+        super().__init__(samples, transform, seed)
+
+    def _read(self, source: int) -> Image.Image:
+        return load_image(self.samples.paths[source])
+
+    def _path(self, source: int) -> Path:
+        return self.samples.paths[source]
+
+    def _transform(self, loaded: Image.Image, source: int, seed: int) -> dict[str, torch.Tensor]:
+        item = self.transform(loaded, seed)
+        item["label"] = torch.tensor(self.samples.labels[source], dtype=torch.int64)
+        return item
 
 
 class ResumableSampler(DistributedSampler):

@@ -26,11 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from torch.utils.data import Dataset
 
 from ..errors import ImageLoadError
 from ..transforms import IMAGE_SUFFIXES, load_image
-from .data import MAX_REPLACEMENTS, sample_seed
+from .data import SeededDataset
 from .errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -149,41 +148,20 @@ def load_pair(image_path: Path, label_path: Path) -> tuple[Image.Image, np.ndarr
     return image, label
 
 
-class SegmentationDataset(Dataset):
-    """Decodes image / label pairs and applies a seeded transform; indexed by ``(epoch, index)`` pairs.
-
-    Each item is the transform's dict plus ``replaced`` (int64: 1 when an unreadable pair was
-    replaced by the next readable one).
-    """
+class SegmentationDataset(SeededDataset):
+    """Decodes image / label pairs (a :class:`SegSampleList`, checked by :func:`load_pair`) and applies a
+    seeded ``(image, label, seed)`` transform; indexed by ``(epoch, index)`` pairs, an unreadable pair
+    replaced by the next readable one (see :class:`~beitv2_zoo.train.data.SeededDataset`)."""
 
     def __init__(self, samples: SegSampleList, transform: SegTransform, seed: int = 0) -> None:
-        self.samples = samples
-        self.transform = transform
-        self.seed = seed
-        self._reported: set[int] = set()
+        super().__init__(samples, transform, seed)
 
-    def __len__(self) -> int:
-        return len(self.samples)
+    def _read(self, source: int) -> tuple[Image.Image, np.ndarray]:
+        return load_pair(self.samples.images[source], self.samples.labels[source])
 
-    def __getitem__(self, key: tuple[int, int] | int) -> dict[str, torch.Tensor]:
-        epoch, index = key if isinstance(key, tuple) else (0, key)
-        image, label, replaced = self._load(index)
-        with torch.random.fork_rng(devices=[]):  # seed torch's global CPU generator for this sample only
-            seed = sample_seed(self.seed, epoch, index)
-            torch.default_generator.manual_seed(seed)
-            item = self.transform(image, label, seed)
-        item["replaced"] = torch.tensor(int(replaced), dtype=torch.int64)
-        return item
+    def _path(self, source: int) -> Path:
+        return self.samples.images[source]
 
-    def _load(self, index: int) -> tuple[Image.Image, np.ndarray, bool]:
-        for attempt in range(min(MAX_REPLACEMENTS, len(self.samples))):
-            source = (index + attempt) % len(self.samples)
-            try:
-                image, label = load_pair(self.samples.images[source], self.samples.labels[source])
-                return image, label, attempt > 0
-            except ImageLoadError as error:
-                if source not in self._reported:
-                    self._reported.add(source)
-                    logger.warning("skipping an unreadable sample (replaced by the next one): %s", error)
-        raise DataError(f"{MAX_REPLACEMENTS} samples in a row from {self.samples.images[index]} on are unreadable; "
-                        "check the data folder")
+    def _transform(self, loaded: tuple[Image.Image, np.ndarray], source: int, seed: int) -> dict[str, torch.Tensor]:
+        image, label = loaded
+        return self.transform(image, label, seed)
