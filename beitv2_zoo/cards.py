@@ -114,12 +114,18 @@ def _hub_repo_of(name: str | None) -> str | None:
     return next((source.hf_repo for source in get_record(name).sources if source.hf_repo), None)
 
 
+_EXAMPLE_IMAGES = {"digits": "examples/reproduction/digits/digit7_0017.png",
+                   "digits-canvas": "examples/reproduction/segmentation/samples/canvas_00000.png"}
+"""The image a card's usage example runs on, by label set (a photo for the rest)."""
+
+
 def _usage(record: WeightRecord) -> list[str]:
+    image = _EXAMPLE_IMAGES.get(record.label_set, "examples/images/chelsea.jpg")
     if record.task == "image-classification":
         body = [
             "from beitv2_zoo import get_model, inference_model",
             "",
-            f"prediction = inference_model('{record.name}', 'examples/images/chelsea.jpg')",
+            f"prediction = inference_model('{record.name}', '{image}')",
             "print(prediction['pred_class'], prediction['pred_score'])",
             "",
             f"model = get_model('{record.name}', pretrained=True)",
@@ -130,7 +136,7 @@ def _usage(record: WeightRecord) -> list[str]:
         body = [
             "from beitv2_zoo import get_model, inference_model",
             "",
-            f"result = inference_model('{record.name}', 'examples/images/chelsea.jpg')",
+            f"result = inference_model('{record.name}', '{image}')",
             "result['pred_sem_seg']   # int64 [H, W] class ids at the image's size; result['classes'][i] names id i",
             "",
             f"model = get_model('{record.name}', pretrained=True)",
@@ -226,7 +232,7 @@ def render_card(record: WeightRecord) -> str:
     citation = _CITATIONS.get(record.paper)
     if citation:
         lines += ["## Citation", "", "```bibtex", citation, "```", ""]
-    data_terms = "ImageNet's terms of access" + (" and ADE20K's terms of use" if record.task == _SEGMENTATION else "")
+    data_terms = "ImageNet's terms of access" + (" and ADE20K's terms of use" if record.label_set == "ade20k" else "")
     lines += ["## Licence", "",
               f"The weights are released under `{record.license}` by their publisher. Models trained on "
               f"ImageNet are also subject to {data_terms}. The beitv2_zoo code is MIT-licensed.", ""]
@@ -234,8 +240,9 @@ def render_card(record: WeightRecord) -> str:
 
 
 def _output_stride(record: WeightRecord) -> int:
-    """How many times smaller a segmenter's logits are than its input: patch size / 4 (the adapter's 1/4 level)."""
-    return record.model_kwargs.get("patch_size", 16) // 4
+    """How many times smaller a segmenter's logits are than its input: 4 for every patch size (the
+    adapter's finest level is 1/4 of the input, ``BeitSegmenter.output_stride``)."""
+    return 4
 
 
 def _preprocessing_text(prep: Preprocessing) -> str:
@@ -321,18 +328,21 @@ def _publisher(record: WeightRecord) -> str:
 
 def readme_model_table() -> str:
     """The README's model tables, one row per name: every name but the segmenters (name, task, params,
-    top-1, weights from, licence), then the ADE20K segmenters (name, crop, params, mIoU single-scale and
+    top-1, weights from, licence), then the segmenters (name, crop, params, mIoU single-scale and
     ms+flip, weights from, licence)."""
     rows = ["| name | task | params | top-1 | weights from | licence |", "|---|---|---|---|---|---|"]
-    segmenters = ["", "Semantic segmentation (ADE20K val, 150 classes; UPerNet head):", "",
+    segmenters = ["", "Semantic segmentation (UPerNet head; ADE20K val, 150 classes, unless the mIoU says otherwise):", "",
                   "| name | crop | params | mIoU | mIoU (ms+flip) | weights from | licence |",
                   "|---|---|---|---|---|---|---|"]
     for name in list_models():
         record = get_record(name)
         link = f"[`{name}`]({CARD_DIR}/{card_filename(name)})"
         if record.task == _SEGMENTATION:
+            miou = _first(record, "miou")
+            if record.label_set != "ade20k" and record.metrics:
+                miou += f" ({record.metrics[0].dataset})"
             segmenters.append(f"| {link} | {record.preprocessing.crop_size} | {record.params / 1e6:.1f} M | "
-                              f"{_first(record, 'miou')} | {_first(record, 'miou_ms')} | {_publisher(record)} | "
+                              f"{miou} | {_first(record, 'miou_ms')} | {_publisher(record)} | "
                               f"{record.license} |")
             continue
         rows.append(f"| {link} | {record.task} | {record.params / 1e6:.1f} M | {_best_top1(record)} | "
@@ -347,7 +357,7 @@ def _our_counts() -> dict[str, int]:
         "classifiers": sum(r.task == "image-classification" for r in beitv2),
         "mim": sum(r.task == "masked-image-modeling" for r in beitv2),
         "tokenizers": sum(r.task == "visual-tokenizer" for r in beitv2),
-        "segmenters": sum(r.task == _SEGMENTATION for r in beitv2),
+        "segmenters": sum(r.task == _SEGMENTATION and r.label_set == "ade20k" for r in beitv2),
         "v1_segmenters": sum(r.task == _SEGMENTATION and r.paper == BEIT_PAPER for r in records),
     }
 

@@ -233,6 +233,8 @@ class SegmentationRecipe(TrainRecipe):
     pretrained: str = ""
     num_classes: int = 150
     label_set: str = ""  # class names stored with the weights ('ade20k', 'digits-canvas', …); '': ADE20K's at 150 classes
+    decode_channels: int = 0  # width of the UPerNet decode head; 0: the architecture's
+    aux_channels: int = 0  # width of the auxiliary FCN head; 0: the architecture's
     crop_size: int = 512
     scale: tuple[int, int] = (2048, 512)  # (long, short) bound of the keep-ratio resize, before ratio_range
     ratio_range: tuple[float, float] = (0.5, 2.0)
@@ -251,6 +253,9 @@ class SegmentationRecipe(TrainRecipe):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(self.crop_size > 0, f"crop_size must be positive, got {self.crop_size}")
+        _check(self.decode_channels >= 0 and self.aux_channels >= 0,
+               f"decode_channels and aux_channels must be positive (0: the architecture's), "
+               f"got {self.decode_channels} and {self.aux_channels}")
         _check(0.0 < self.ratio_range[0] <= self.ratio_range[1], f"ratio_range must be 0 < low <= high, got {self.ratio_range}")
         _check(0.0 < self.cat_max_ratio <= 1.0, f"cat_max_ratio must be in (0, 1], got {self.cat_max_ratio}")
         _check(0 <= self.ignore_index <= 255, f"ignore_index must be a uint8 label value, got {self.ignore_index}")

@@ -58,6 +58,7 @@ def test_each_pixel_is_labelled_by_the_digit_pasted_there(canvases):
 
     out, meta = canvases
     digits = load_digits()
+    low, high = _module("prepare_canvases").DIGIT_SIDES
     for split, entries in meta["splits"].items():
         samples = segmentation_samples(out, split)
         assert [p.stem for p in samples.images] == [e["name"] for e in entries]
@@ -65,7 +66,7 @@ def test_each_pixel_is_labelled_by_the_digit_pasted_there(canvases):
             assert 1 <= len(entry["digits"]) <= 3
             for digit in entry["digits"]:
                 assert digit["class"] == int(digits.target[digit["index"]])
-                assert 20 <= digit["side"] <= 32 and 0 <= digit["x"] <= 64 - digit["side"]
+                assert low <= digit["side"] <= high and 0 <= digit["x"] <= 64 - digit["side"]
             assert Image.open(label_path).mode == "P"
             label = load_label(label_path)
             assert np.array_equal(label, _expected_label(entry, digits.images)), entry["name"]

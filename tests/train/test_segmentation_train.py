@@ -304,3 +304,16 @@ def test_stop_and_resume_is_bit_for_bit(ade_folder, tmp_path):
     assert left.keys() == right.keys()
     for key in left:  # BatchNorm running statistics included
         assert torch.equal(left[key], right[key]), key
+
+
+def test_recipe_head_widths_reach_the_model():
+    from beitv2_zoo.train.errors import RecipeError
+    from beitv2_zoo.train.tasks.segmentation import build_segmenter
+
+    recipe = apply_overrides(get_recipe(TINY_SEG), {"decode_channels": 24, "aux_channels": 8, "pretrained": ""})
+    model = build_segmenter(recipe)
+    assert model.decode_head.conv_seg.in_channels == 24 and model.auxiliary_head.conv_seg.in_channels == 8
+    default = build_segmenter(apply_overrides(get_recipe(TINY_SEG), {"pretrained": ""}))
+    assert default.decode_head.channels == ARCHITECTURES["test_beit_tiny_upernet"].settings["channels"]
+    with pytest.raises(RecipeError, match="decode_channels"):
+        apply_overrides(get_recipe(TINY_SEG), {"decode_channels": -1})

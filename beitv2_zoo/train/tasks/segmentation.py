@@ -1,7 +1,8 @@
 """Semantic segmentation: a BEiT + UPerNet segmenter trained on ADE20K-layout data.
 
 * Model: ``beitv2_zoo.get_model(recipe.model, pretrained=…)`` at ``crop_size`` (``patch_size`` /
-  ``embed_dim`` / ``depth`` / ``num_heads`` override the architecture's where non-zero), so a classifier or
+  ``embed_dim`` / ``depth`` / ``num_heads`` and the head widths ``decode_channels`` / ``aux_channels``
+  override the architecture's where non-zero), so a classifier or
   pretraining checkpoint (or a segmenter, or a run folder) initialises the backbone with its position
   tables resized, and the adapter and heads start fresh (unless the file is a segmenter of the same
   classes). Under DDP on GPUs every BatchNorm becomes a SyncBatchNorm (the official ``SyncBN``);
@@ -59,6 +60,10 @@ def build_segmenter(recipe: SegmentationRecipe) -> nn.Module:
     from ...api import get_model
 
     sizes = {k: getattr(recipe, k) for k in ("patch_size", "embed_dim", "depth", "num_heads") if getattr(recipe, k)}
+    if recipe.decode_channels:
+        sizes["channels"] = recipe.decode_channels
+    if recipe.aux_channels:
+        sizes["aux_channels"] = recipe.aux_channels
     model = get_model(recipe.model, pretrained=recipe.pretrained or False, num_classes=recipe.num_classes,
                       img_size=recipe.crop_size, drop_path_rate=recipe.drop_path_rate, **sizes)
     if getattr(model, "task", "") != "semantic-segmentation" or not hasattr(model, "forward_with_auxiliary"):

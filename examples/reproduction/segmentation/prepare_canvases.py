@@ -2,11 +2,13 @@
 pixel by pixel, in the ADE20K layout.
 
 Each canvas is a 64 × 64 RGB image holding 1 to 3 of scikit-learn's handwritten digits (the 8 × 8
-``load_digits`` images), each enlarged (bicubic) to a random side of 20 to 32 pixels and pasted at a
-random place (later digits may cover part of earlier ones) in a random ink colour, over a background
-of smooth colour noise with grain. A pixel's label is ``1 + digit`` where that digit's enlarged ink
-(grey level above half of full ink) is on top, else ``0`` (background): the 11 classes of the label
-set ``digits-canvas`` (``background``, ``'0'`` … ``'9'``).
+``load_digits`` images), each enlarged (bicubic) to a random side of 24 to 36 pixels (the
+classification images are 32) and pasted at a random place (later digits may cover part of earlier
+ones) in a light, nearly grey ink over a dark, nearly grey background with smooth low-contrast
+shading and grain, as the classification reproduction's digits are light ink on black. A pixel's
+label is ``1 + digit`` where that digit's enlarged ink (grey level above half of full ink) is on top,
+else ``0`` (background): the 11 classes of the label set ``digits-canvas`` (``background``, ``'0'``
+… ``'9'``).
 
 The digits come from ``prepare_digits.py``'s splits (it is run first when its folder is missing):
 training canvases use only the 997 ``main/train`` digits, validation canvases only the 300
@@ -33,7 +35,7 @@ from PIL import Image
 
 HERE = Path(__file__).resolve().parent
 CANVAS = 64
-DIGIT_SIDES = (20, 32)  # inclusive range of an enlarged digit's side
+DIGIT_SIDES = (24, 36)  # inclusive range of an enlarged digit's side
 INK_THRESHOLD = 0.5  # a pixel is ink where the enlarged digit's grey level passes half of full ink
 MAX_DIGITS = 3
 SPLITS = {"training": ("main/train", 1000), "validation": ("main/val", 300)}
@@ -65,9 +67,10 @@ def ink_mask(pixels: np.ndarray, side: int) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator) -> tuple[np.ndarray, float]:
-    """Smooth colour noise with grain, float ``[64, 64, 3]`` in 0..255, and its mean luminance."""
-    base = rng.uniform(0, 255, 3)
-    coarse = rng.normal(0.0, 40.0, (4, 4, 3))
+    """A dark, nearly grey background with smooth low-contrast shading, float ``[64, 64, 3]`` in 0..255,
+    and its mean level (the classification digits are light ink on black)."""
+    base = rng.uniform(0, 60) + rng.normal(0.0, 6.0, 3)
+    coarse = rng.normal(0.0, 12.0, (4, 4, 3))
     smooth = np.stack([np.asarray(Image.fromarray(coarse[:, :, c].astype(np.float32), mode="F")
                                   .resize((CANVAS, CANVAS), Image.Resampling.BICUBIC)) for c in range(3)], axis=-1)
     image = np.clip(base + smooth, 0, 255)
@@ -75,12 +78,9 @@ def _background(rng: np.random.Generator) -> tuple[np.ndarray, float]:
 
 
 def _ink_colour(rng: np.random.Generator, background_level: float) -> np.ndarray:
-    """A random colour at least 90 grey levels (on average over the channels) from the background."""
-    for _ in range(100):
-        colour = rng.uniform(0, 255, 3)
-        if abs(colour.mean() - background_level) >= 90:
-            return colour
-    return np.full(3, 255.0 if background_level < 128 else 0.0)
+    """A light, nearly grey ink at least 120 levels above the background."""
+    level = rng.uniform(max(background_level + 120.0, 170.0), 255.0)
+    return np.clip(level + rng.normal(0.0, 8.0, 3), 0, 255)
 
 
 def _place(rng: np.random.Generator, side: int, boxes: list[tuple[int, int, int]]) -> tuple[int, int]:
@@ -113,7 +113,7 @@ def render(images: np.ndarray, targets: np.ndarray, placements: list[dict], rng:
         canvas[y:y + side, x:x + side] = window * (1.0 - ink) + colour * ink
         label[y:y + side, x:x + side][ink[:, :, 0] > INK_THRESHOLD] = 1 + int(targets[index])
         placement["class"] = int(targets[index])
-    grain = rng.normal(0.0, 10.0, canvas.shape)
+    grain = rng.normal(0.0, 4.0, canvas.shape)
     return np.clip(canvas + grain, 0, 255).round().astype(np.uint8), label
 
 
