@@ -11,6 +11,7 @@ import os
 os.environ["OMP_NUM_THREADS"] = os.environ.get("BEITV2_ZOO_TEST_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 
+import socket  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -34,6 +35,17 @@ def isolated_cache(tmp_path_factory, monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("BEITV2_ZOO_BACKOFF", "0.01")
     return cache
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any socket connection fails the test, and the package is told it is offline."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("BEITV2_ZOO_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,9 @@
 """The segmentation reproduction's segmenter ships inside the package: ``inference_model`` labels a digit
 canvas with no network and no cache, at the canvas's size, with the ``digits-canvas`` names."""
 
-import socket
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from beitv2_zoo import get_model, get_record, inference_model, list_models
@@ -14,16 +12,6 @@ from beitv2_zoo.hub import fetch_weights
 NAME = "beitv2_tiny_patch4_64_canvas_upernet"
 SAMPLES = Path(__file__).resolve().parents[1] / "examples" / "reproduction" / "segmentation" / "samples"
 CANVASES = sorted(p for p in SAMPLES.glob("canvas_*.png") if not p.stem.endswith("_label"))
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("BEITV2_ZOO_OFFLINE", "1")
 
 
 def _label(canvas: Path) -> np.ndarray:

@@ -1,6 +1,5 @@
 """Weights shipped inside the package (``package:`` sources) work with no network and no cache."""
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,6 @@ from beitv2_zoo.hub import fetch_source, fetch_weights, sha256_of
 from beitv2_zoo.weights.schema import Source
 
 DIGITS = sorted((Path(__file__).resolve().parents[1] / "examples" / "reproduction" / "digits").glob("digit*.png"))
-
-
-@pytest.fixture
-def no_network(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("network access")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    monkeypatch.setenv("BEITV2_ZOO_OFFLINE", "1")
 
 
 def test_digits_classifier_runs_offline_from_the_package(no_network, isolated_cache):

@@ -176,6 +176,11 @@ def write_table(summary: dict, readme: Path) -> None:
     margin = summary["pretraining_margin"]
     lines += ["", "Gain from pretraining (mean top-1 difference) vs the largest seed-to-seed spread: " + "; ".join(
         f"{task} {m['gain']:+.1f} vs {m['largest_seed_spread']:.1f}" for task, m in margin.items()) + "."]
+    replace_results(readme, lines)
+
+
+def replace_results(readme: Path, lines: list[str]) -> None:
+    """Write ``lines`` between the results markers of ``readme`` (created with only them if missing)."""
     text = readme.read_text(encoding="utf-8") if readme.is_file() else f"{MARK_START}\n{MARK_END}\n"
     head, _, rest = text.partition(MARK_START)
     _, _, tail = rest.partition(MARK_END)

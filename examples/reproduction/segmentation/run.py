@@ -33,7 +33,6 @@ HERE = Path(__file__).resolve().parent
 RECIPE = HERE / "recipes" / "tiny_p4_canvas_seg.py"
 REPO = HERE.parents[2]
 SHIPPED = REPO / "beitv2_zoo" / "weights" / "files" / "beitv2_tiny_patch4_64_canvas_upernet.safetensors"
-MARK_START, MARK_END = "<!-- results:start -->", "<!-- results:end -->"
 ARMS = ("pretrained", "scratch")
 
 
@@ -184,10 +183,7 @@ def write_table(summary: dict, readme: Path) -> None:
         f"{margin['gain']:+.1f} vs {margin['largest_seed_spread']:.1f}. The MIM stage's masked-token accuracy: "
         f"{cell('mim_val_acc')} %.",
     ]
-    text = readme.read_text(encoding="utf-8") if readme.is_file() else f"{MARK_START}\n{MARK_END}\n"
-    head, _, rest = text.partition(MARK_START)
-    _, _, tail = rest.partition(MARK_END)
-    readme.write_text(head + MARK_START + "\n" + "\n".join(lines) + "\n" + MARK_END + tail, encoding="utf-8")
+    classification_reproduction().replace_results(readme, lines)
 
 
 if __name__ == "__main__":
